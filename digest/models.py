@@ -14,10 +14,9 @@ from typing import Literal
 
 FetchOutcome = Literal["ok", "not_modified", "retry_later", "gone", "error"]
 
-record = dataclass(frozen=True, slots=True, kw_only=True)
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """A feed to poll, as configured."""
 
@@ -37,7 +36,7 @@ class Source:
         return self.url or f"file:{self.path}"
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SourceState:
     """What we remember about a source between polls."""
 
@@ -61,7 +60,7 @@ class SourceState:
     entry_count: int = 0
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FetchResult:
     """The outcome of fetching one source, never an exception."""
 
@@ -86,7 +85,7 @@ class FetchResult:
     elapsed: float = 0.0
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParsedEntry:
     """One entry as read from a feed, normalised."""
 
@@ -109,7 +108,7 @@ class ParsedEntry:
     categories: tuple[str, ...] = ()
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rejected:
     """An entry that could not be stored, with the reason (logged, never silent)."""
 
@@ -118,7 +117,7 @@ class Rejected:
     link: str | None = None
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParsedFeed:
     title: str
     link: str | None
@@ -130,7 +129,7 @@ class ParsedFeed:
     ttl_minutes: int | None = None
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EntryKeys:
     """The identity keys of an entry. It is new only if none of them is known."""
 
@@ -138,7 +137,7 @@ class EntryKeys:
     guid: str | None
     #: "link:<canonical link>" or None
     link: str | None
-    #: "title:<hash of normalised title and date>"
+    #: "td:<hash of normalised title and day>"
     title_date: str
     #: hash of the content fields, to notice upstream edits
     content_hash: str
@@ -147,7 +146,7 @@ class EntryKeys:
         return tuple(k for k in (self.guid, self.link, self.title_date) if k)
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TagScore:
     """A tag an entry carries, with its score."""
 
@@ -155,7 +154,7 @@ class TagScore:
     score: float
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Entry:
     """A stored entry."""
 
@@ -179,7 +178,7 @@ class Entry:
     authors: tuple[str, ...] = ()
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Story:
     """Reports of one event, shown once everywhere (feed, page, digest)."""
 
@@ -212,7 +211,7 @@ class Story:
         return max(e.updated for e in self.entries)
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SourceReport:
     """What one poll did to one source."""
 
@@ -226,7 +225,7 @@ class SourceReport:
     error: str | None = None
 
 
-@record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CycleReport:
     started_at: datetime
     finished_at: datetime
@@ -243,3 +242,42 @@ class CycleReport:
     @property
     def updated(self) -> int:
         return sum(s.updated for s in self.sources)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEntry:
+    """An entry to insert: what the feed said, its keys and its tags."""
+
+    parsed: ParsedEntry
+    keys: EntryKeys
+    canonical_link: str | None
+    tags: tuple[str, ...] = ()
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangedEntry:
+    """A known entry whose content changed upstream: updated in place, not reported again."""
+
+    entry_id: int
+    parsed: ParsedEntry
+    keys: EntryKeys
+    canonical_link: str | None
+    tags: tuple[str, ...] = ()
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceUpdate:
+    """What storage must do for one source after one fetch, in one transaction."""
+
+    source: str
+    #: the source's new fetch state
+    state: SourceState
+    new: tuple[NewEntry, ...] = ()
+    changed: tuple[ChangedEntry, ...] = ()
+    #: entries seen before with the same content
+    unchanged: int = 0
+    #: identity keys newly learnt for edited entries (key -> entry id), e.g. a changed link
+    extra_keys: Mapping[str, int] = field(default_factory=dict)
+    rejected: tuple[Rejected, ...] = ()

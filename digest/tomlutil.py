@@ -121,7 +121,9 @@ def load(path: str | Path) -> Document:
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found; pass --config PATH or set DIGEST_CONFIG", path=path)
+        raise ConfigError(
+            "file not found; pass --config PATH or set DIGEST_CONFIG", path=path
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc.reason})", path=path) from None
     except OSError as exc:

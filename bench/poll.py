@@ -1,0 +1,490 @@
+"""Poll benchmark: ``digest poll`` against a sequential fetch-and-parse baseline, in one run.
+
+Serves N synthetic feeds (RSS 2.0, Atom, RSS 1.0; UTF-8, windows-1251, ISO-8859-1; ETag and
+Last-Modified) from a loopback server, then runs each phase as its own child process:
+
+  a  baseline: sequential httpx GET + feedparser.parse of every feed
+  b  ``python -m digest --config CFG poll`` into a fresh state folder
+  c  the same again, every feed unchanged (the server answers 304 to conditional requests)
+  d  the same again after every feed gained 5 new items
+
+and prints wall time, CPU time and peak RSS of each child, and the ratios b/a, c/a and d/a.
+Absolute times depend on the machine; the ratios are what the targets are about.
+
+    .venv/bin/python bench/poll.py                  # 500 feeds, 20-100 items each
+    .venv/bin/python bench/poll.py --feeds 50 --phases a
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import formatdate, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script, bench/ comes first on sys.path, where a bench module may be named like a
+# package of the project; import everything from the repository root instead.
+sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "bench")]
+
+from bench import feedgen_synth as synth  # noqa: E402
+from digest.opml import toml_string  # noqa: E402
+
+MIB = 1024 * 1024
+
+TARGETS = {"b/a": 0.55, "d/a": 0.10}
+C_SECONDS_PER_500 = 0.5
+RSS_MIB = 120.0
+
+PHASES = {
+    "a": "baseline: httpx + feedparser, sequential",
+    "b": "digest poll, fresh state",
+    "c": "digest poll, nothing changed",
+    "d": "digest poll, 5 new items per feed",
+}
+
+
+# --------------------------------------------------------------------------- feed server
+
+
+class FeedServer:
+    """Serves the synthetic feeds on 127.0.0.1 with ETag, Last-Modified and 304 answers."""
+
+    def __init__(self, plan: list[synth.SynthFeed]) -> None:
+        self.plan = {f.path: f for f in plan}
+        self.bodies: dict[str, tuple[bytes, str, str]] = {}
+        self.stats: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.generation = -1
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server.handle(self)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        ThreadingHTTPServer.request_queue_size = 512
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def set_generation(self, generation: int) -> int:
+        """Render every feed at ``generation``; return the total size in bytes."""
+        # A fixed clock per generation, so Last-Modified moves exactly when the content does.
+        moment = synth.BASE_TIME + timedelta(days=10, hours=generation)
+        modified = formatdate(moment.timestamp(), usegmt=True)
+        bodies = {}
+        for path, feed in self.plan.items():
+            body = synth.render(feed, generation, self.base_url)
+            etag = f'"{feed.index:x}-{generation}-{len(body):x}"'
+            bodies[path] = (body, etag, modified)
+        with self.lock:
+            self.bodies, self.generation = bodies, generation
+        return sum(len(b) for b, _, _ in bodies.values())
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            found = self.bodies.get(req.path.split("?")[0])
+        if found is None:
+            self._count("404")
+            req.send_response(404)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+            return
+        body, etag, modified = found
+        feed = self.plan[req.path.split("?")[0]]
+        if _not_modified(
+            req.headers.get("If-None-Match"), req.headers.get("If-Modified-Since"), etag, modified
+        ):
+            self._count("304")
+            req.send_response(304)
+            req.send_header("ETag", etag)
+            req.send_header("Last-Modified", modified)
+            req.end_headers()
+            return
+        self._count("200", len(body))
+        req.send_response(200)
+        req.send_header("Content-Type", feed.content_type)
+        req.send_header("Content-Length", str(len(body)))
+        req.send_header("ETag", etag)
+        req.send_header("Last-Modified", modified)
+        req.end_headers()
+        req.wfile.write(body)
+
+    def _count(self, status: str, size: int = 0) -> None:
+        with self.lock:
+            self.stats["requests"] += 1
+            self.stats[status] += 1
+            self.stats["bytes"] += size
+
+    def snapshot(self) -> Counter[str]:
+        with self.lock:
+            return Counter(self.stats)
+
+    def __enter__(self) -> FeedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def _not_modified(
+    if_none_match: str | None, if_modified_since: str | None, etag: str, modified: str
+) -> bool:
+    """RFC 9110 13.2.2: If-None-Match wins; If-Modified-Since only counts without it."""
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return etag in tags or "*" in tags
+    if if_modified_since:
+        try:
+            return parsedate_to_datetime(if_modified_since) >= parsedate_to_datetime(modified)
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+@dataclass(slots=True)
+class Result:
+    phase: str
+    returncode: int | None = None
+    wall: float = 0.0
+    cpu: float = 0.0
+    #: ru_maxrss of the child (the largest single process among it and its waited-for children)
+    peak_rss: float = 0.0
+    #: sampled sum of the RSS of the child and all its descendants
+    tree_rss: float = 0.0
+    server: Counter[str] = field(default_factory=Counter)
+    error: str = ""
+    output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+# Children are started by a small launcher process, not by this one. On Linux a child's
+# ru_maxrss starts at the RSS of the process it was forked from, and this one holds every
+# feed body in memory: forked from here, each child would report at least that.
+_LAUNCHER = r"""
+import json, os, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd, name, flags in ((0, os.devnull, os.O_RDONLY),
+                                    (1, job["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                                    (2, job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+                os.dup2(os.open(name, flags, 0o644), fd)
+            os.chdir(job["cwd"])
+            os.execve(job["cmd"][0], job["cmd"], job["env"])
+        finally:
+            os._exit(127)
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status, ru = os.wait4(pid, 0)
+    print(json.dumps({"status": status, "wall": time.perf_counter() - start,
+                      "cpu": ru.ru_utime + ru.ru_stime, "maxrss_kib": ru.ru_maxrss}), flush=True)
+"""
+
+
+class Launcher:
+    """Runs commands one at a time and reports each one's own rusage (os.wait4)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", _LAUNCHER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(
+        self, phase: str, cmd: list[str], workdir: Path, timeout: float, server: FeedServer
+    ) -> Result:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        result = Result(phase)
+        out_path, err_path = workdir / f"{phase}.stdout", workdir / f"{phase}.stderr"
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        )
+        job = {
+            "cmd": cmd,
+            "env": env,
+            "cwd": str(REPO),
+            "stdout": str(out_path),
+            "stderr": str(err_path),
+        }
+        before = server.snapshot()
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        pid = json.loads(self.proc.stdout.readline())["pid"]
+        killer = threading.Timer(timeout, _kill, (pid,))
+        killer.start()
+        sampler = _TreeSampler(pid)
+        sampler.start()
+        try:
+            done = json.loads(self.proc.stdout.readline())
+        except BaseException:  # Ctrl-C included: leave no child behind
+            _kill(pid)
+            raise
+        finally:
+            killer.cancel()
+            sampler.stop()
+        result.returncode = os.waitstatus_to_exitcode(done["status"])
+        result.wall = done["wall"]
+        result.cpu = done["cpu"]
+        result.peak_rss = done["maxrss_kib"] / 1024
+        result.tree_rss = max(sampler.peak / MIB, result.peak_rss)
+        result.server = server.snapshot() - before
+        result.output = out_path.read_text(errors="replace")
+        if not result.ok:
+            tail = err_path.read_text(errors="replace").strip().splitlines()[-15:]
+            killed = " (killed after the timeout)" if result.wall >= timeout else ""
+            result.error = f"exit {result.returncode}{killed}\n" + "\n".join(tail)
+        return result
+
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+class _TreeSampler(threading.Thread):
+    """Samples the summed RSS of a process and its descendants (a worker pool counts too)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.done.wait(0.05):
+            total = 0
+            try:
+                for proc in (root, *root.children(recursive=True)):
+                    total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=2)
+
+
+# --------------------------------------------------------------------------- baseline child
+
+
+def baseline_main(url_file: str) -> None:
+    """Phase a, in its own process: what a plain script would do, one feed after another."""
+    import feedparser
+    import httpx
+
+    urls = Path(url_file).read_text().split()
+    entries = bozo = 0
+    with httpx.Client(timeout=30.0) as client:
+        for url in urls:
+            response = client.get(url)
+            response.raise_for_status()
+            parsed = feedparser.parse(response.content, response_headers=dict(response.headers))
+            entries += len(parsed.entries)
+            bozo += bool(parsed.bozo)
+    print(json.dumps({"feeds": len(urls), "entries": entries, "bozo": bozo}))
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def write_config(path: Path, state_dir: Path, urls: list[str], extra: str) -> None:
+    lines = ["[service]", f"state_dir = {toml_string(str(state_dir))}", ""]
+    for i, url in enumerate(urls):
+        lines += ["[[sources]]", f'name = "synthetic-{i:05d}"', f"url = {toml_string(url)}", ""]
+    path.write_text("\n".join(lines) + extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=500, help="number of feeds (500)")
+    parser.add_argument("--items-min", type=int, default=20, help="fewest items per feed (20)")
+    parser.add_argument("--items-max", type=int, default=100, help="most items per feed (100)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the feeds (1)")
+    parser.add_argument("--phases", default="abcd", help="phases to run, e.g. 'a' or 'bcd'")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds before a phase is killed (900)"
+    )
+    parser.add_argument(
+        "--poll-arg", action="append", default=[], help="extra argument after 'poll' (repeatable)"
+    )
+    parser.add_argument(
+        "--config-extra", type=Path, help="TOML file appended to the generated config"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--baseline-child", metavar="URL_FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline_child:
+        baseline_main(args.baseline_child)
+        return 0
+    if not 1 <= args.items_min <= args.items_max or args.feeds < 1:
+        parser.error("need --feeds >= 1 and 1 <= --items-min <= --items-max")
+    phases = [p for p in "abcd" if p in args.phases]
+
+    workdir = Path(tempfile.mkdtemp(prefix="digest-bench-poll-"))
+    try:
+        return _run(args, phases, workdir)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, phases: list[str], workdir: Path) -> int:
+    plan = synth.feed_plan(args.feeds, args.items_min, args.items_max, args.seed)
+    results: dict[str, Result] = {}
+    with Launcher() as launcher, FeedServer(plan) as server:
+        size = server.set_generation(0)
+        urls = [server.base_url + f.path for f in plan]
+        (workdir / "urls.txt").write_text("\n".join(urls) + "\n")
+        extra = args.config_extra.read_text() if args.config_extra else ""
+        config = workdir / "config.toml"
+        write_config(config, workdir / "state", urls, extra)
+        kinds = Counter(f"{f.kind}/{f.encoding}" for f in plan)
+        print(
+            f"poll benchmark: {len(plan)} feeds, {sum(f.items for f in plan)} items, "
+            f"{size / MIB:.1f} MiB of XML, served from {server.base_url}"
+        )
+        print("  " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        print(f"  {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, workdir {workdir}")
+        digest_cmd = [
+            sys.executable,
+            "-m",
+            "digest",
+            "--config",
+            str(config),
+            "poll",
+            *args.poll_arg,
+        ]
+        for phase in phases:
+            if phase == "a":
+                cmd = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--baseline-child",
+                    str(workdir / "urls.txt"),
+                ]
+            else:
+                cmd = digest_cmd
+                if phase == "d" and server.generation != 1:
+                    server.set_generation(1)
+            print(f"running {phase}: {PHASES[phase]} ...", flush=True)
+            result = launcher.run(phase, cmd, workdir, args.timeout, server)
+            results[phase] = result
+            if not result.ok:
+                print(f"  {phase} failed: " + result.error.replace("\n", "\n    "))
+    _report(results, len(plan))
+    return 0 if all(r.ok for r in results.values()) else 1
+
+
+def _report(results: dict[str, Result], feeds: int) -> None:
+    print()
+    print(
+        f"{'phase':<42} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'tree MiB':>9} "
+        f"{'requests':>8} {'200':>5} {'304':>5} {'MiB sent':>8}"
+    )
+    for phase, r in results.items():
+        status = "" if r.ok else f"  FAILED (exit {r.returncode})"
+        print(
+            f"{phase + ' ' + PHASES[phase]:<42} {r.wall:8.2f} {r.cpu:8.2f} "
+            f"{r.peak_rss:9.1f} {r.tree_rss:9.1f} {r.server['requests']:8d} "
+            f"{r.server['200']:5d} {r.server['304']:5d} {r.server['bytes'] / MIB:8.1f}{status}"
+        )
+    a = results.get("a")
+    if a and a.ok:
+        line = a.output.strip().splitlines()[-1:] or [""]
+        print(f"\nbaseline result: {line[0]}")
+    print()
+    for phase in "bcd":
+        got = results.get(phase)
+        if got is None:
+            continue
+        r = got
+        if not (r.ok and a and a.ok):
+            print(f"{phase}/a: n/a ({'phase failed' if not r.ok else 'no baseline'})")
+            continue
+        target = TARGETS.get(f"{phase}/a")
+        verdict = (
+            f" (target <= {target:.2f}: {_verdict(r.wall / a.wall <= target)})" if target else ""
+        )
+        print(f"{phase}/a: wall {r.wall / a.wall:.3f}, cpu {r.cpu / a.cpu:.3f}{verdict}")
+    c = results.get("c")
+    if c and c.ok:
+        limit = C_SECONDS_PER_500 * feeds / 500
+        print(
+            f"c wall: {c.wall:.3f} s (target < {limit:.2f} s for {feeds} feeds: "
+            f"{_verdict(c.wall < limit)})"
+        )
+        if c.server["200"]:
+            print(f"  note: {c.server['200']} feeds were sent in full in c; expected only 304s")
+        if c.server["requests"] < feeds:
+            print(f"  note: c made {c.server['requests']} requests for {feeds} feeds")
+    for phase in "bcd":
+        got = results.get(phase)
+        if got and got.ok:
+            r = got
+            print(
+                f"{phase} peak RSS: {r.peak_rss:.1f} MiB, with child processes "
+                f"{r.tree_rss:.1f} MiB (target <= {RSS_MIB:.0f}: "
+                f"{_verdict(r.tree_rss <= RSS_MIB)})"
+            )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

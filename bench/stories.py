@@ -1,0 +1,103 @@
+"""Benchmark story grouping: new entries assigned against a full window.
+
+Run by hand: ``.venv/bin/python bench/stories.py``. Prints the cost per new entry with
+10,000 and with 100,000 entries stored in the window, and their ratio: the candidate search
+skips common words, so the cost per entry should stay roughly flat as the window grows.
+Figures are only comparable within one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+# Run as a script: import the package from the repository, not a bench/ module of the same name.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from digest.stories import StoryIndex, StoryItem, StorySettings  # noqa: E402
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + ["sh", "kh", "ts", "ar", "an"]
+
+
+class Corpus:
+    """Synthetic news: Zipf-distributed common words, rarer names, events told 1-4 times."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.words = self._vocabulary(20_000, 2, 4)
+        self.names = [w.capitalize() for w in self._vocabulary(4_000, 2, 4)]
+        self.word_weights = list(itertools.accumulate(1.0 / r for r in range(1, 20_001)))
+        self.name_weights = list(itertools.accumulate(1.0 / r**0.8 for r in range(1, 4_001)))
+        self.sources = [f"Source{i}" for i in range(40)]
+
+    def _vocabulary(self, size: int, low: int, high: int) -> list[str]:
+        out: dict[str, None] = {}
+        while len(out) < size:
+            n = self.rng.randint(low, high)
+            out["".join(self.rng.choice(SYLLABLES) for _ in range(n))] = None
+        return list(out)
+
+    def _words(self, n: int) -> list[str]:
+        return self.rng.choices(self.words, cum_weights=self.word_weights, k=n)
+
+    def items(self, count: int, first_id: int, hours: float, end: datetime) -> list[StoryItem]:
+        """``count`` items published over the ``hours`` before ``end``, in time order."""
+        out: list[StoryItem] = []
+        while len(out) < count:
+            names = self.rng.choices(self.names, cum_weights=self.name_weights, k=3)
+            topic = self._words(4)
+            at = end - timedelta(hours=self.rng.uniform(0, hours))
+            for _ in range(min(self.rng.choice((1, 1, 2, 3, 4)), count - len(out))):
+                title = [*names[:2], *self.rng.sample(topic, 2), *self._words(6)]
+                summary = [names[2], *topic, *self._words(self.rng.randint(14, 26))]
+                self.rng.shuffle(title)
+                self.rng.shuffle(summary)
+                out.append(
+                    StoryItem(
+                        entry_id=first_id + len(out),
+                        source=self.rng.choice(self.sources),
+                        published=at + timedelta(minutes=self.rng.uniform(0, 180)),
+                        title=" ".join(title).capitalize(),
+                        summary=" ".join(summary).capitalize() + ".",
+                    )
+                )
+        out.sort(key=lambda i: i.published)
+        return out
+
+
+def run(stored: int, new: int, seed: int) -> tuple[float, int]:
+    """Seconds per new entry with ``stored`` entries in the window, and how many joined."""
+    corpus = Corpus(seed)
+    settings = StorySettings()
+    now = START + timedelta(days=30)
+    old = corpus.items(stored, 1, settings.window_hours - 4, now - timedelta(hours=4))
+    fresh = corpus.items(new, stored + 1, 4, now)
+    index = StoryIndex(settings)
+    index.load((item, item.entry_id) for item in old)
+    started = time.process_time()
+    joined = sum(index.add(item).joined for item in fresh)
+    return (time.process_time() - started) / new, joined
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    small, joined_small = run(10_000, args.new, args.seed)
+    large, joined_large = run(100_000, args.new, args.seed)
+    print(f"{args.new} new entries, CPU time per entry:")
+    print(f"  10,000 stored:  {small * 1e6:8.1f} us  ({joined_small} joined a story)")
+    print(f"  100,000 stored: {large * 1e6:8.1f} us  ({joined_large} joined a story)")
+    print(f"  total for {args.new} against 100,000: {large * args.new:.2f} s")
+    print(f"  ratio 100k/10k: {large / small:.2f} (window 10x larger)")
+
+
+if __name__ == "__main__":
+    main()

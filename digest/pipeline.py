@@ -1,0 +1,512 @@
+"""One poll cycle, one publish and one digest run: the stages wired together.
+
+This is the only module that calls both pure stages (parse, dedupe, tag, group, publish, render)
+and I/O (fetch, store, files, SMTP). Each source is isolated: its failure is recorded on its
+state and logged once, and the cycle goes on (reader's ``_update``, miniflux's handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import html
+import logging
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+from digest import fetch, politeness
+from digest import publish as publishing
+from digest.config import Config
+from digest.dedupe import all_keys, decide, key_entries
+from digest.errors import ConfigError, DigestDeliveryError, DigestError, ParseError, SendError
+from digest.mail import asend_message, build_message, message_domain, message_id
+from digest.models import (
+    ChangedEntry,
+    CycleReport,
+    FetchResult,
+    NewEntry,
+    ParsedFeed,
+    Source,
+    SourceReport,
+    SourceState,
+    SourceUpdate,
+    Story,
+)
+from digest.parse import parse_feed
+from digest.periods import (
+    DigestListSettings,
+    Period,
+    due_period,
+    next_run,
+    parse_address,
+    period_by_key,
+    period_for,
+)
+from digest.render import build_context, render_digest
+from digest.store import DigestRecord, Store
+from digest.stories import StoryIndex, StoryItem
+from digest.tag import Rules, format_explanation, load_rules, tag_text
+
+log = logging.getLogger(__name__)
+
+#: below this many feeds to parse, a process pool costs more than it saves
+POOL_THRESHOLD = 8
+
+_TAG_RE = re.compile(r"<[^>]+>")
+
+
+def html_text(fragment: str) -> str:
+    return " ".join(html.unescape(_TAG_RE.sub(" ", fragment)).split())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestOutcome:
+    """What one digest run did for one list."""
+
+    list: str
+    period: str | None
+    status: str  # "sent", "partial", "failed", "skipped", "not-due", "empty"
+    stories: int = 0
+    message_id: str | None = None
+    detail: str | None = None
+
+
+class Pipeline:
+    """Holds what lives across cycles: the config, the store, the rules, the story index."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.rules: Rules = load_rules(config.tagging.rules)
+        self._index: StoryIndex | None = None
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    # -- poll ---------------------------------------------------------------------------
+
+    def due_sources(
+        self, now: datetime, *, force: bool = False
+    ) -> tuple[list[tuple[Source, SourceState]], list[SourceReport]]:
+        states = self.store.source_states(self.config.sources)
+        due: list[tuple[Source, SourceState]] = []
+        skipped: list[SourceReport] = []
+        for src in self.config.sources:
+            state = states[src.name]
+            if state.gone:
+                skipped.append(
+                    SourceReport(
+                        source=src.name,
+                        status="gone",
+                        error=state.last_error
+                        or "the server answered 410 Gone; remove the source "
+                        "from the config or point it at the new feed URL",
+                    )
+                )
+            elif force or state.next_poll_at is None or state.next_poll_at <= now:
+                due.append((src, state))
+            else:
+                skipped.append(SourceReport(source=src.name, status="skipped"))
+        return due, skipped
+
+    async def poll(
+        self,
+        now: datetime,
+        *,
+        force: bool = False,
+        progress: Callable[[SourceReport], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> CycleReport:
+        """Fetch every due source concurrently, then parse, dedupe, tag, group and store."""
+        due, reports = self.due_sources(now, force=force)
+        use_pool = len(due) >= POOL_THRESHOLD
+        settings = self.config.fetch
+
+        async def one(
+            src: Source, state: SourceState
+        ) -> tuple[Source, SourceState, FetchResult, object]:
+            result = await fetcher.fetch(src, state, now)
+            parsed: object = None
+            if result.outcome == "ok":
+                try:
+                    parsed = await self._parse(result, src, now, use_pool)
+                except ParseError as exc:
+                    parsed = exc
+            return src, state, result, parsed
+
+        async with fetch.Fetcher(settings) as fetcher:
+            tasks = [asyncio.ensure_future(one(src, state)) for src, state in due]
+            try:
+                for next_done in asyncio.as_completed(tasks):
+                    src, state, result, parsed = await next_done
+                    report = self._store_source(src, state, result, parsed, now)
+                    reports.append(report)
+                    if progress is not None:
+                        progress(report)
+            finally:
+                for task in tasks:
+                    task.cancel()
+        finished = clock() if clock else now
+        order = {s.name: i for i, s in enumerate(self.config.sources)}
+        reports.sort(key=lambda r: order.get(r.source, 0))
+        self.store.mark_run("poll", finished)
+        return CycleReport(started_at=now, finished_at=finished, sources=tuple(reports))
+
+    async def _parse(
+        self, result: FetchResult, src: Source, now: datetime, use_pool: bool
+    ) -> ParsedFeed:
+        base = result.final_url or src.url
+        if not use_pool:
+            return parse_feed(result.body, result.headers, base, now)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._get_pool(), parse_feed, result.body, dict(result.headers), base, now
+        )
+
+    def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            workers = self.config.service.parse_workers or os.cpu_count() or 1
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["digest.parse"])
+            self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
+        return self._pool
+
+    def _store_source(
+        self, src: Source, state: SourceState, result: FetchResult, parsed: object, now: datetime
+    ) -> SourceReport:
+        """Record one source's outcome: entries and state in one transaction."""
+        ttl = parsed.ttl_minutes if isinstance(parsed, ParsedFeed) else None
+        if isinstance(parsed, ParseError):
+            result = replace(result, outcome="error", error=parsed.message)
+        new_state = politeness.apply_result(
+            state, result, source=src, now=now, ttl_minutes=ttl, settings=self.config.fetch
+        )
+        if result.outcome != "ok" or not isinstance(parsed, ParsedFeed):
+            self.store.save_state(new_state)
+            status = {"not_modified": "not_modified", "gone": "gone"}.get(result.outcome, "error")
+            if result.outcome == "retry_later":
+                status = "error"
+            if status != "not_modified":
+                log.warning(
+                    "%s",
+                    result.error or "fetch failed",
+                    extra={"source": src.name, "url": src.location},
+                )
+            return SourceReport(source=src.name, status=status, error=result.error)
+        for warning in parsed.warnings:
+            log.warning(
+                "feed is malformed but readable: %s",
+                warning,
+                extra={"source": src.name, "url": src.location},
+            )
+        for rej in parsed.rejected:
+            log.warning(
+                "entry rejected: %s (%s)",
+                rej.reason,
+                rej.title or rej.link or "?",
+                extra={"source": src.name, "url": src.location},
+            )
+        keyed = key_entries(parsed.entries, src.name)
+        known = self.store.lookup_keys(all_keys(keyed))
+        update = decide(src.name, keyed, known, new_state, parsed.rejected)
+        update = self._tag_update(update, src)
+        with self.store.transaction():
+            new_ids = self.store.apply_update(update, now)
+            try:
+                self._group(update.new, new_ids, src.name, now)
+            except BaseException:
+                self._index = None  # rebuilt from storage next time
+                raise
+        status = "new" if update.new else ("updated" if update.changed else "unchanged")
+        return SourceReport(
+            source=src.name,
+            status=status,
+            new=len(update.new),
+            updated=len(update.changed),
+            unchanged=update.unchanged,
+            rejected=len(parsed.rejected),
+        )
+
+    def _tag_update(self, update: SourceUpdate, src: Source) -> SourceUpdate:
+        def tagged(item: NewEntry | ChangedEntry) -> NewEntry | ChangedEntry:
+            decision = tag_text(
+                self.rules,
+                title=item.parsed.title,
+                summary=item.parsed.summary,
+                content=html_text(item.parsed.content_html),
+                source_tags=src.tags,
+            )
+            return replace(item, tags=decision.tags, scores=dict(decision.scores))
+
+        return replace(
+            update,
+            new=tuple(tagged(e) for e in update.new),  # type: ignore[misc]
+            changed=tuple(tagged(e) for e in update.changed),  # type: ignore[misc]
+        )
+
+    # -- stories ------------------------------------------------------------------------
+
+    def story_index(self, now: datetime) -> StoryIndex:
+        if self._index is None:
+            index = StoryIndex(self.config.stories)
+            window = timedelta(hours=self.config.stories.window_hours)
+            entries = [e for e in self.store.entries_since(now - window) if e.story_id]
+            keys = self.store.entry_keys([e.id for e in entries])
+            index.load(
+                (
+                    StoryItem(
+                        entry_id=e.id,
+                        source=e.source,
+                        published=e.published,
+                        title=e.title,
+                        summary=e.summary,
+                        link_key=e.canonical_link,
+                        keys=tuple(keys.get(e.id, ())),
+                        tags=e.tags,
+                    ),
+                    e.story_id or 0,
+                )
+                for e in entries
+            )
+            self._index = index
+        return self._index
+
+    def _group(
+        self, new: Sequence[NewEntry], ids: Sequence[int], source: str, now: datetime
+    ) -> None:
+        if not new:
+            return
+        index = self.story_index(now)
+        index.evict(now - timedelta(hours=self.config.stories.window_hours))
+        next_id = self.store.next_story_id()
+        for item, entry_id in sorted(
+            zip(new, ids, strict=True), key=lambda p: (p[0].parsed.published, p[1])
+        ):
+            result = index.add(
+                StoryItem(
+                    entry_id=entry_id,
+                    source=source,
+                    published=item.parsed.published,
+                    title=item.parsed.title,
+                    summary=item.parsed.summary,
+                    link_key=item.canonical_link,
+                    keys=item.keys.all(),
+                    tags=item.tags,
+                ),
+                story_id_for_new=next_id,
+            )
+            if not result.joined:
+                self.store.create_story(result.story_id, item.keys.all()[0], now)
+                next_id = max(next_id, result.story_id) + 1
+            self.store.assign_story(entry_id, result.story_id)
+            for absorbed in result.merged:
+                self.store.merge_stories(result.story_id, absorbed)
+
+    # -- publish ------------------------------------------------------------------------
+
+    def published_stories(self, now: datetime, tag: str | None = None) -> list[Story]:
+        """The selected stories that the feeds and the page show, newest first."""
+        settings = self.config.publish
+        stories = self.store.stories(
+            tag=settings.selection, since=now - timedelta(days=settings.max_age_days)
+        )
+        if tag is not None:
+            stories = [s for s in stories if tag in s.tags]
+        return stories
+
+    def publish(self, now: datetime) -> tuple[list[str], int]:
+        """Write every feed file; returns the files that changed and the story count."""
+        settings = self.config.publish
+        stories = self.published_stories(now)
+        files = publishing.build_all(stories, settings, now)
+        written = publishing.write_outputs(settings.output_dir, files)
+        shown = min(len(stories), settings.max_items)
+        self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
+        return written, shown
+
+    # -- digests ------------------------------------------------------------------------
+
+    def feed_url(self) -> str:
+        return self.config.publish.base_url + "feed.xml"
+
+    async def send_due(
+        self, now: datetime, *, list_name: str | None = None, force: bool = False
+    ) -> list[DigestOutcome]:
+        """Send every digest that is due, and retry the pending ones whose time has come.
+
+        With ``force`` the current period is sent even before its scheduled time (and a
+        pending retry does not wait for its back-off).
+        """
+        outcomes: list[DigestOutcome] = []
+        lists = [d for d in self.config.digests if list_name in (None, d.name)]
+        if list_name is not None and not lists:
+            raise ConfigError(f"no digest list named {list_name!r} in the config",
+                              path=self.config.path, key="digests")
+        for lst in lists:
+            for pending in self.store.unfinished_digests(lst.name):
+                if not force and pending.next_try_at and pending.next_try_at > now:
+                    outcomes.append(DigestOutcome(
+                        list=lst.name, period=pending.period, status="not-due",
+                        message_id=pending.message_id,
+                        detail=f"retry after {pending.next_try_at:%Y-%m-%d %H:%M} UTC"))
+                    continue
+                outcomes.append(await self._deliver(lst, pending, now))
+            last = self.store.last_digest(lst.name)
+            last_key = last.period if last else None
+            period = due_period(lst, now, last_key)
+            if period is None and force:
+                current = period_for(lst, now)
+                if self.store.digest(lst.name, current.key) is None:
+                    period = current
+            if period is None:
+                upcoming = next_run(lst, now)
+                outcomes.append(DigestOutcome(list=lst.name, period=last_key, status="not-due",
+                                              detail=f"next at {upcoming:%Y-%m-%d %H:%M} UTC"))
+                continue
+            stories = self.store.stories(
+                tag=lst.selection,
+                since=now - timedelta(days=self.config.publish.max_age_days),
+                exclude_mailed_to=lst.name,
+            )
+            msg_id = message_id(lst.name, period.key, message_domain(lst, self.config.smtp))
+            if not stories and not lst.send_empty:
+                self.store.create_digest(lst.name, period.key, msg_id, [], now,
+                                         status="skipped")
+                outcomes.append(DigestOutcome(list=lst.name, period=period.key,
+                                              status="empty", detail="no new stories"))
+                continue
+            record = self.store.create_digest(
+                lst.name, period.key, msg_id, [s.id for s in stories], now
+            )
+            outcomes.append(await self._deliver(lst, record, now))
+        self.store.mark_run("digest", now)
+        return outcomes
+
+    def render(self, lst: DigestListSettings, stories: Sequence[Story], period: Period,
+               now: datetime) -> tuple[str, str, EmailMessage]:
+        ctx = build_context(stories, lst, period, feed_url=self.feed_url(), now=now)
+        html_body, text = render_digest(ctx, templates_dir=self.config.templates_dir)
+        msg = build_message(html_body, text, period=period, settings=lst,
+                            smtp=self.config.smtp, story_count=len(stories), now=now)
+        return html_body, text, msg
+
+    def preview(self, now: datetime, list_name: str | None = None
+                ) -> tuple[str, str, EmailMessage, int]:
+        """The next digest of a list, rendered, without sending or recording anything."""
+        lists = [d for d in self.config.digests if list_name in (None, d.name)]
+        if not lists:
+            raise ConfigError(
+                "no such digest list" if list_name else "no [[digests]] list in the config",
+                path=self.config.path, key="digests")
+        lst = lists[0]
+        stories = self.store.stories(
+            tag=lst.selection, since=now - timedelta(days=self.config.publish.max_age_days),
+            exclude_mailed_to=lst.name,
+        )
+        html_body, text, msg = self.render(lst, stories, period_for(lst, now), now)
+        return html_body, text, msg, len(stories)
+
+    async def _deliver(self, lst: DigestListSettings, record: DigestRecord,
+                       now: datetime) -> DigestOutcome:
+        """Send one claimed digest to the recipients that have not accepted it yet."""
+        extra = {"list": lst.name, "period": record.period}
+        stories = self.store.stories(tag=None, story_ids=record.story_ids)
+        period = period_by_key(lst, record.period)
+        pending = [r for r in lst.recipients
+                   if record.recipients.get(_addr(r)) != "accepted"]
+        retry_at = now + timedelta(seconds=min(60 * 2 ** min(record.attempts, 10), 3600))
+        try:
+            # The message is built as it was first built (same Date and Message-ID), so a
+            # resend after a crash is recognisably the same message.
+            _, _, msg = self.render(lst, stories, period, record.created_at)
+            outcome = await asend_message(msg, pending, self.config.smtp,
+                                          outbox_dir=self.config.outbox_dir)
+        except DigestDeliveryError as exc:
+            refused = exc.refused if isinstance(exc, SendError) else {}
+            self.store.record_delivery(record.id, accepted=[], refused=dict(refused),
+                                       error=str(exc), now=now, next_try_at=retry_at)
+            log.error("digest not delivered: %s; retrying at %s", exc,
+                      f"{retry_at:%H:%M} UTC", extra=extra)
+            return DigestOutcome(list=lst.name, period=record.period, status="failed",
+                                 stories=len(stories), message_id=record.message_id,
+                                 detail=str(exc))
+        accepted = [_addr(a) for a in outcome.accepted]
+        refused = {_addr(a): why for a, why in outcome.refused.items()}
+        self.store.record_delivery(record.id, accepted=accepted, refused=refused, error=None,
+                                   now=now, next_try_at=retry_at if refused else None)
+        for addr, why in refused.items():
+            log.warning("recipient refused: %s; will retry", why,
+                        extra={**extra, "recipient": addr})
+        where = str(outcome.path) if outcome.path else "SMTP"
+        return DigestOutcome(
+            list=lst.name, period=record.period, status="partial" if refused else "sent",
+            stories=len(stories), message_id=record.message_id,
+            detail=f"{len(accepted)} recipient(s) via {where}"
+            + (f", {len(refused)} refused" if refused else ""),
+        )
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def retag(self, progress: Callable[[int], None] | None = None) -> int:
+        """Re-tag every stored entry; one transaction per batch. Returns how many changed."""
+        sources = {s.name: s for s in self.config.sources}
+        changed = 0
+        for batch in self.store.iter_entries(500):
+            with self.store.transaction():
+                for entry in batch:
+                    src = sources.get(entry.source)
+                    decision = tag_text(
+                        self.rules, title=entry.title, summary=entry.summary,
+                        content=html_text(entry.content_html),
+                        source_tags=src.tags if src else (),
+                    )
+                    if decision.tags != entry.tags:
+                        changed += 1
+                    self.store.set_tags(entry.id, decision.tags, decision.scores)
+            if progress is not None:
+                progress(len(batch))
+        return changed
+
+    def explain(self, ref: str, now: datetime) -> str:
+        """Tags, selection and story of one stored entry, in words."""
+        entry = self.store.find_entry(ref)
+        if entry is None:
+            raise DigestError(f"no stored entry with id or link {ref!r}; "
+                              "`digest status` shows what is stored")
+        src = next((s for s in self.config.sources if s.name == entry.source), None)
+        decision = tag_text(self.rules, title=entry.title, summary=entry.summary,
+                            content=html_text(entry.content_html),
+                            source_tags=src.tags if src else ())
+        lines = [f"entry {entry.id}: {entry.title}",
+                 f"source: {entry.source}; link: {entry.link or '-'}; "
+                 f"published {entry.published:%Y-%m-%d %H:%M} UTC", "",
+                 format_explanation(decision, self.config.publish.selection), ""]
+        if entry.story_id is None:
+            lines.append("story: none yet")
+        else:
+            story = self.store.story(entry.story_id)
+            index = self.story_index(now)
+            lines.append(f"story {entry.story_id}"
+                         + (f" ({story.uid}), {len(story.entries)} report(s)" if story else ""))
+            if story:
+                for other in story.entries:
+                    mark = "*" if other.id == entry.id else "-"
+                    lines.append(f"  {mark} [{other.source}] {other.title}")
+            try:
+                lines.append(index.explain(entry.id))
+            except KeyError:
+                lines.append("(the grouping decision is older than the story window)")
+        return "\n".join(lines)
+
+
+def _addr(value: str) -> str:
+    parsed = parse_address(value)
+    return parsed.addr_spec.lower() if parsed else value.strip().lower()

@@ -1,0 +1,692 @@
+"""Group entries into stories: one event, reported by several outlets, shown once.
+
+A new entry joins the story of the stored entry it matches best within the window, or starts
+a new story. Matching is decided per pair (new entry, stored entry) from four signals:
+
+- identity: the same canonical link or identity key always means the same story;
+- text: weighted cosine of the normalised words of title and summary (see :mod:`textnorm`),
+  each word weighted by how rare it is among the entries seen so far (inverse document
+  frequency), so "Armenia" counts little in a South Caucasus feed and "Varzaqan" a lot;
+- names: the share of the capitalised names and tagger tags the shorter text has in common;
+- time: the score halves every ``half_life_hours`` between the two publication times.
+
+score = (text + NAMES_WEIGHT * names) / (1 + NAMES_WEIGHT) * 0.5 ** (hours / half_life_hours)
+
+One rule overrides the score: two different items that one source published within
+``same_source_hours`` are two stories (an outlet does not report one event twice) unless their
+titles are near-identical, which is one article posted twice.
+
+Candidates come from an inverted index over word keys; keys found in more than
+``MAX_POSTINGS`` stored entries are skipped for the search (they still count in the score), so
+the cost per new entry stays flat however full the window is.
+
+Story ids are ints allocated in order, so the smaller id is the older story. When a new entry
+matches two stories, they merge (union-find) and the smaller id survives; an entry keeps the id
+it was given and :meth:`StoryIndex.story_of` follows the merges.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Self
+
+from rapidfuzz import fuzz
+
+from digest import tomlutil
+from digest.errors import ConfigError
+from digest.textnorm import Terms, terms
+
+record = dataclass(frozen=True, slots=True, kw_only=True)
+
+#: weight of the shared-names signal against the text signal
+NAMES_WEIGHT = 0.5
+#: title words count this much more than summary words
+TITLE_WEIGHT = 1.5
+#: a match needs at least this many shared word keys: one common word is no evidence
+MIN_SHARED = 2
+#: keys in more stored entries than this are not used to find candidates
+MAX_POSTINGS = 64
+#: at most this many keys of a new entry (its rarest) are looked up
+MAX_LOOKUP_KEYS = 6
+#: at most this many candidates (most shared rare keys first) are scored in full
+MAX_CANDIDATES = 12
+
+
+@record
+class StoryItem:
+    """What grouping needs to know about one entry."""
+
+    entry_id: int
+    source: str
+    #: timezone-aware UTC
+    published: datetime
+    title: str
+    summary: str
+    #: canonical link, when known
+    link_key: str | None = None
+    #: identity keys (guid, link, title+date); any one shared means the same story
+    keys: tuple[str, ...] = ()
+    #: tags or entities from the tagger, if any
+    tags: tuple[str, ...] = ()
+
+
+@record
+class Assignment:
+    """Where an entry went, and why (shown by ``digest explain``)."""
+
+    entry_id: int
+    #: the story the entry belongs to now
+    story_id: int
+    #: True when it joined an existing story, False when it started one
+    joined: bool
+    #: story ids that were absorbed into ``story_id`` because this entry bridged them
+    merged: tuple[int, ...] = ()
+    #: score of the best match (0.0 when there was none)
+    score: float = 0.0
+    #: the signals of the best match: text, names, hours, time factor (and link/key)
+    signals: Mapping[str, float] = field(default_factory=dict)
+    #: the stored entry it matched best, if any
+    matched_entry_id: int | None = None
+    #: one line: the decision and what decided it
+    reason: str = ""
+    #: word keys the two entries share, rarest first
+    shared: tuple[str, ...] = ()
+
+
+@record
+class StorySettings:
+    """``[stories]``: how entries are grouped into stories."""
+
+    #: only entries published this many hours apart can be one story
+    window_hours: int = 72
+    #: a match needs at least this score (0..1) to join a story
+    join_score: float = 0.09
+    #: the score halves for every this many hours between two entries
+    half_life_hours: int = 12
+    #: two items of one source within this many hours are different stories ...
+    same_source_hours: int = 24
+    #: ... unless their titles are at least this similar (0..1): one article posted twice
+    repost_similarity: float = 0.8
+
+    @classmethod
+    def from_section(cls, sec: tomlutil.Section, base_dir: Path) -> Self:
+        """Read a ``[stories]`` table; every key is optional."""
+        del base_dir  # no paths here
+
+        def positive(value: int) -> str | None:
+            return None if value > 0 else "must be a positive number of hours"
+
+        def fraction(value: float) -> str | None:
+            return None if 0.0 < value <= 1.0 else "must be a number above 0 and at most 1"
+
+        d = cls()
+        settings = cls(
+            window_hours=sec.get("window_hours", int, d.window_hours, check=positive),
+            join_score=sec.get("join_score", float, d.join_score, check=fraction),
+            half_life_hours=sec.get("half_life_hours", int, d.half_life_hours, check=positive),
+            same_source_hours=sec.get(
+                "same_source_hours", int, d.same_source_hours, check=positive
+            ),
+            repost_similarity=sec.get(
+                "repost_similarity", float, d.repost_similarity, check=fraction
+            ),
+        )
+        if settings.same_source_hours > settings.window_hours:
+            raise sec.error(
+                "same_source_hours",
+                f"must not exceed window_hours ({settings.window_hours}); lower it or raise "
+                "window_hours",
+            )
+        sec.finish()
+        return settings
+
+
+@dataclass(slots=True)
+class _Stored:
+    """An entry of the window, prepared for comparison."""
+
+    item: StoryItem
+    #: seconds since the epoch
+    at: float
+    #: key -> weight factor (TITLE_WEIGHT for title keys, 1 for summary-only keys)
+    keys: dict[str, float]
+    names: frozenset[str]
+    #: normalised title for the re-post test
+    title: str
+    #: the story id given when the entry was added (follow merges with find)
+    story: int
+    #: key -> weight x inverse document frequency when the entry was added, and the norms
+    vec: dict[str, float] = field(default_factory=dict)
+    norm: float = 0.0
+    name_vec: dict[str, float] = field(default_factory=dict)
+    name_total: float = 0.0
+
+
+def _prepare(item: StoryItem, story: int) -> _Stored:
+    title = terms(item.title)
+    summary = terms(item.summary)
+    keys: dict[str, float] = dict.fromkeys(summary.keys, 1.0)
+    keys.update(dict.fromkeys(title.keys, TITLE_WEIGHT))
+    names = title.names | summary.names | {"#" + t.lower() for t in item.tags}
+    return _Stored(
+        item=item,
+        at=item.published.timestamp(),
+        keys=keys,
+        names=frozenset(names),
+        title=_title_text(title),
+        story=story,
+    )
+
+
+def _title_text(title: Terms) -> str:
+    return " ".join(title.keys)
+
+
+class StoryIndex:
+    """The entries of the recent window in memory, and the story each belongs to.
+
+    Not thread-safe; one instance per process, fed in publication order where possible.
+    """
+
+    def __init__(self, settings: StorySettings) -> None:
+        self.settings = settings
+        self._items: dict[int, _Stored] = {}
+        self._postings: defaultdict[str, set[int]] = defaultdict(set)
+        self._identity: dict[str, int] = {}
+        self._parent: dict[int, int] = {}
+        self._members: defaultdict[int, set[int]] = defaultdict(set)
+        self._assignments: dict[int, Assignment] = {}
+        # Document frequencies over every entry seen, not only the window: a short or quiet
+        # window must not make common words look rare.
+        self._df: Counter[str] = Counter()
+        self._seen = 0
+        self._next_story = 1
+
+    # -- stories (union-find) ------------------------------------------------------------
+
+    def _find(self, story: int) -> int:
+        root = story
+        while self._parent.get(root, root) != root:
+            root = self._parent[root]
+        while story != root:
+            story, self._parent[story] = self._parent[story], root
+        return root
+
+    def _union(self, keep: int, absorb: int) -> None:
+        self._parent[absorb] = keep
+        self._members[keep] |= self._members.pop(absorb, set())
+
+    def story_of(self, entry_id: int) -> int:
+        """The story id of an entry in the window (after merges); KeyError if not there."""
+        return self._find(self._items[entry_id].story)
+
+    def resolve(self, story_id: int) -> int:
+        """The id a story is known by now: itself, or the story it was merged into."""
+        return self._find(story_id)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # -- adding --------------------------------------------------------------------------
+
+    def load(self, items_with_story: Iterable[tuple[StoryItem, int]]) -> None:
+        """Rebuild from storage: put entries back in the stories they already belong to."""
+        for item, story in items_with_story:
+            stored = _prepare(item, story)
+            self._insert(stored)
+            self._parent.setdefault(story, story)
+            self._next_story = max(self._next_story, story + 1)
+            self._assignments[item.entry_id] = Assignment(
+                entry_id=item.entry_id, story_id=story, joined=False, reason="loaded"
+            )
+
+    def add(self, item: StoryItem, *, story_id_for_new: int | None = None) -> Assignment:
+        """Assign ``item`` to a story and remember it; returns the decision."""
+        if item.entry_id in self._items:
+            raise ValueError(f"entry {item.entry_id} was already added")
+        new = _prepare(item, 0)
+        self._count(new)
+        assignment = self._decide(new, story_id_for_new)
+        new.story = assignment.story_id
+        self._insert(new, counted=True)
+        self._assignments[item.entry_id] = assignment
+        return assignment
+
+    def _count(self, stored: _Stored) -> None:
+        self._seen += 1
+        self._df.update(stored.keys.keys())
+        self._df.update(stored.names)
+        idf = self._idf
+        stored.vec = {k: w * idf(k) for k, w in stored.keys.items()}
+        stored.norm = math.sqrt(sum(w * w for w in stored.vec.values()))
+        stored.name_vec = {k: idf(k) for k in stored.names}
+        stored.name_total = sum(stored.name_vec.values())
+
+    def _insert(self, stored: _Stored, *, counted: bool = False) -> None:
+        if not counted:
+            self._count(stored)
+        entry_id = stored.item.entry_id
+        self._items[entry_id] = stored
+        for key in stored.keys:
+            self._postings[key].add(entry_id)
+        for key in _identity_keys(stored.item):
+            self._identity.setdefault(key, entry_id)
+        self._members[self._find(stored.story)].add(entry_id)
+
+    def evict(self, before: datetime) -> int:
+        """Forget entries published before ``before``; returns how many were dropped."""
+        limit = before.timestamp()
+        old = [s for s in self._items.values() if s.at < limit]
+        for stored in old:
+            entry_id = stored.item.entry_id
+            del self._items[entry_id]
+            for key in stored.keys:
+                posting = self._postings[key]
+                posting.discard(entry_id)
+                if not posting:
+                    del self._postings[key]
+            for key in _identity_keys(stored.item):
+                if self._identity.get(key) == entry_id:
+                    del self._identity[key]
+            self._assignments.pop(entry_id, None)
+            root = self._find(stored.story)
+            members = self._members.get(root)
+            if members is not None:
+                members.discard(entry_id)
+                if not members:
+                    del self._members[root]
+        return len(old)
+
+    # -- the decision --------------------------------------------------------------------
+
+    def _idf(self, key: str) -> float:
+        return math.log(1.0 + (self._seen + 1) / (self._df[key] + 1))
+
+    def _candidates(self, new: _Stored) -> list[int]:
+        postings = self._postings
+        lookup = [k for k in new.keys if 0 < len(postings.get(k, ())) <= MAX_POSTINGS]
+        if len(lookup) > MAX_LOOKUP_KEYS:
+            lookup.sort(key=lambda k: len(postings[k]))
+            del lookup[MAX_LOOKUP_KEYS:]
+        hits: dict[int, float] = {}
+        get = hits.get
+        for key in lookup:
+            weight = new.vec[key]
+            for entry_id in postings[key]:
+                hits[entry_id] = get(entry_id, 0.0) + weight
+        if len(hits) <= MAX_CANDIDATES:
+            return list(hits)
+        return heapq.nlargest(MAX_CANDIDATES, hits, key=get)  # type: ignore[arg-type]
+
+    def _signals(self, new: _Stored, old: _Stored) -> tuple[float, dict[str, float], list[str]]:
+        hours = abs(new.at - old.at) / 3600.0
+        small, large = (new.vec, old.vec) if len(new.vec) <= len(old.vec) else (old.vec, new.vec)
+        shared = [k for k in small if k in large]
+        dot = sum(new.vec[k] * old.vec[k] for k in shared)
+        text = dot / (new.norm * old.norm) if new.norm and old.norm else 0.0
+        names = 0.0
+        if new.name_total and old.name_total:
+            common = [k for k in new.name_vec if k in old.name_vec]
+            if common:
+                both = sum(new.name_vec[k] + old.name_vec[k] for k in common) / 2.0
+                names = both / math.sqrt(new.name_total * old.name_total)
+        decay = 0.5 ** (hours / self.settings.half_life_hours)
+        score = (text + NAMES_WEIGHT * names) / (1.0 + NAMES_WEIGHT) * decay
+        signals = {"text": text, "names": names, "hours": hours, "time": decay}
+        shared.sort(key=lambda k: -new.vec[k])
+        return score, signals, shared
+
+    def _is_repost(self, a: _Stored, b: _Stored) -> bool:
+        similarity = fuzz.token_sort_ratio(a.title, b.title) / 100.0
+        return similarity >= self.settings.repost_similarity
+
+    def _conflicts(self, new: _Stored, story: int) -> bool:
+        """True if the story holds a different item of the same source from the same day."""
+        limit = self.settings.same_source_hours * 3600.0
+        for entry_id in self._members.get(story, ()):
+            other = self._items[entry_id]
+            if (
+                other.item.source == new.item.source
+                and abs(other.at - new.at) < limit
+                and not self._is_repost(new, other)
+            ):
+                return True
+        return False
+
+    def _stories_conflict(self, a: int, b: int) -> bool:
+        limit = self.settings.same_source_hours * 3600.0
+        members_b = [self._items[e] for e in self._members.get(b, ())]
+        for entry_id in self._members.get(a, ()):
+            x = self._items[entry_id]
+            for y in members_b:
+                if (
+                    x.item.source == y.item.source
+                    and abs(x.at - y.at) < limit
+                    and not self._is_repost(x, y)
+                ):
+                    return True
+        return False
+
+    def _decide(self, new: _Stored, story_id_for_new: int | None) -> Assignment:
+        window = self.settings.window_hours * 3600.0
+        # Identity first: the same link or key is the same story, whatever the text says.
+        for key in _identity_keys(new.item):
+            entry_id = self._identity.get(key)
+            if entry_id is not None:
+                story = self._find(self._items[entry_id].story)
+                return Assignment(
+                    entry_id=new.item.entry_id,
+                    story_id=story,
+                    joined=True,
+                    score=1.0,
+                    signals={"identity": 1.0},
+                    matched_entry_id=entry_id,
+                    reason=f"same {key.split(':', 1)[0]} as entry {entry_id}",
+                )
+        best: dict[int, tuple[float, int, dict[str, float], list[str]]] = {}
+        top: tuple[float, int, dict[str, float], list[str]] | None = None
+        blocked: list[int] = []
+        for entry_id in self._candidates(new):
+            old = self._items[entry_id]
+            if abs(old.at - new.at) > window:
+                continue
+            score, signals, shared = self._signals(new, old)
+            if top is None or score > top[0]:
+                top = (score, entry_id, signals, shared)
+            if score < self.settings.join_score or len(shared) < MIN_SHARED:
+                continue
+            story = self._find(old.story)
+            if story not in best or score > best[story][0]:
+                best[story] = (score, entry_id, signals, shared)
+        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+        chosen: list[int] = []
+        for story, _ in ranked:
+            if self._conflicts(new, story):
+                blocked.append(story)
+            elif all(not self._stories_conflict(story, c) for c in chosen):
+                chosen.append(story)
+        if not chosen:
+            story = self._new_story(story_id_for_new)
+            reason = "new story"
+            if blocked:
+                reason += f"; story {blocked[0]} has another item of {new.item.source} that day"
+            elif top is not None:
+                reason += f"; best match below {self.settings.join_score:g}"
+            return Assignment(
+                entry_id=new.item.entry_id,
+                story_id=story,
+                joined=False,
+                score=round(top[0], 4) if top else 0.0,
+                signals=_rounded(top[2]) if top else {},
+                matched_entry_id=top[1] if top else None,
+                reason=reason,
+                shared=tuple(top[3][:8]) if top else (),
+            )
+        keep = min(chosen)
+        for story in chosen:
+            if story != keep:
+                self._union(keep, story)
+        score, entry_id, signals, shared = best[chosen[0]]
+        merged = tuple(sorted(s for s in chosen if s != keep))
+        reason = f"joined: score {score:.3f} >= {self.settings.join_score:g} with entry {entry_id}"
+        if merged:
+            reason += "; bridged stories " + ", ".join(str(s) for s in merged)
+        return Assignment(
+            entry_id=new.item.entry_id,
+            story_id=keep,
+            joined=True,
+            merged=merged,
+            score=round(score, 4),
+            signals=_rounded(signals),
+            matched_entry_id=entry_id,
+            reason=reason,
+            shared=tuple(shared[:8]),
+        )
+
+    def _new_story(self, story_id: int | None) -> int:
+        if story_id is None:
+            story_id = self._next_story
+        elif story_id in self._parent:
+            raise ValueError(f"story id {story_id} is already in use")
+        self._next_story = max(self._next_story, story_id + 1)
+        self._parent[story_id] = story_id
+        return story_id
+
+    # -- explanation ---------------------------------------------------------------------
+
+    def assignment(self, entry_id: int) -> Assignment:
+        """The decision made when the entry was added; KeyError if unknown."""
+        return self._assignments[entry_id]
+
+    def explain(self, entry_id: int) -> str:
+        """Why the entry is in its story, in a few lines."""
+        a = self._assignments.get(entry_id)
+        if a is None:
+            return f"entry {entry_id}: not grouped yet"
+        lines = [f"entry {entry_id}: story {self.story_of(entry_id)}", f"  {a.reason}"]
+        if a.matched_entry_id is not None:
+            other = self._items.get(a.matched_entry_id)
+            title = f" {other.item.source}: {other.item.title!r}" if other else ""
+            lines.append(f"  best match: entry {a.matched_entry_id}{title}")
+            lines.append(f"  score {a.score:.3f} from " + _format_signals(a.signals))
+        if a.shared:
+            lines.append("  shared words: " + ", ".join(a.shared))
+        return "\n".join(lines)
+
+
+def _identity_keys(item: StoryItem) -> list[str]:
+    out = [f"link:{item.link_key}"] if item.link_key else []
+    out.extend(item.keys)
+    return out
+
+
+def _rounded(signals: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in signals.items()}
+
+
+def _format_signals(signals: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in signals.items())
+
+
+def group(items: Sequence[StoryItem], settings: StorySettings) -> dict[int, int]:
+    """Group ``items`` in publication order; returns entry id -> story id."""
+    return {a.entry_id: a.story_id for a in group_assignments(items, settings)}
+
+
+def group_assignments(items: Sequence[StoryItem], settings: StorySettings) -> list[Assignment]:
+    """Like :func:`group`, with each decision; story ids are final (merges applied)."""
+    index = StoryIndex(settings)
+    window = timedelta(hours=settings.window_hours)
+    ordered = sorted(items, key=lambda i: (i.published, i.entry_id))
+    decisions: list[Assignment] = []
+    for item in ordered:
+        index.evict(item.published - window)
+        decisions.append(index.add(item))
+    return [replace(a, story_id=index.resolve(a.story_id)) for a in decisions]
+
+
+# -- evaluation on a labelled set -----------------------------------------------------------
+
+
+@record
+class PairError:
+    """Two items the grouping got wrong, with their direct comparison."""
+
+    a: Mapping[str, str]
+    b: Mapping[str, str]
+    score: float
+    signals: Mapping[str, float]
+    #: why the second of the two was put where it was
+    reason: str
+
+
+@record
+class StoryEvaluation:
+    """Scores of a grouping against gold stories (pairwise and B-cubed)."""
+
+    items: int
+    gold_stories: int
+    predicted_stories: int
+    gold_pairs: int
+    predicted_pairs: int
+    true_pairs: int
+    pair_precision: float
+    pair_recall: float
+    pair_f1: float
+    bcubed_precision: float
+    bcubed_recall: float
+    bcubed_f1: float
+    #: pairs put in one story that are different stories
+    wrongly_merged: tuple[PairError, ...] = ()
+    #: pairs of one story that were kept apart
+    wrongly_split: tuple[PairError, ...] = ()
+
+
+_REQUIRED = ("id", "story", "source", "published", "title")
+
+
+def load_story_file(path: str | Path) -> list[dict[str, str]]:
+    """Read a labelled JSON Lines file (the format of ``stories-dev.jsonl``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read labelled stories: {exc}", path=path) from None
+    items: list[dict[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not JSON: {exc.msg}", path=path, line=number) from None
+        if not isinstance(obj, dict):
+            raise ConfigError("each line must be a JSON object", path=path, line=number)
+        missing = [k for k in _REQUIRED if not isinstance(obj.get(k), str)]
+        if missing:
+            raise ConfigError(
+                f"missing or non-string fields: {', '.join(missing)}", path=path, line=number
+            )
+        items.append(obj)
+    return items
+
+
+def _to_item(number: int, obj: Mapping[str, str]) -> StoryItem:
+    published = datetime.fromisoformat(obj["published"].replace("Z", "+00:00"))
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=UTC)
+    return StoryItem(
+        entry_id=number,
+        source=obj["source"],
+        published=published.astimezone(UTC),
+        title=obj["title"],
+        summary=obj.get("summary") or "",
+        link_key=obj.get("link") or None,
+    )
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def evaluate_stories(items: list[dict[str, str]], settings: StorySettings) -> StoryEvaluation:
+    """Group labelled items and score the grouping against their ``story`` labels."""
+    records = [_to_item(i, obj) for i, obj in enumerate(items)]
+    decisions = {a.entry_id: a for a in group_assignments(records, settings)}
+    gold = {i: obj["story"] for i, obj in enumerate(items)}
+    pred = {i: decisions[i].story_id for i in gold}
+    gold_sets: defaultdict[str, set[int]] = defaultdict(set)
+    pred_sets: defaultdict[int, set[int]] = defaultdict(set)
+    for i in gold:
+        gold_sets[gold[i]].add(i)
+        pred_sets[pred[i]].add(i)
+    merged: list[tuple[int, int]] = []
+    split: list[tuple[int, int]] = []
+    tp = 0
+    for members in pred_sets.values():
+        for a, b in itertools.combinations(sorted(members), 2):
+            if gold[a] == gold[b]:
+                tp += 1
+            else:
+                merged.append((a, b))
+    for members in gold_sets.values():
+        for a, b in itertools.combinations(sorted(members), 2):
+            if pred[a] != pred[b]:
+                split.append((a, b))
+    gold_pairs = sum(len(m) * (len(m) - 1) // 2 for m in gold_sets.values())
+    pred_pairs = sum(len(m) * (len(m) - 1) // 2 for m in pred_sets.values())
+    p = tp / pred_pairs if pred_pairs else 1.0
+    r = tp / gold_pairs if gold_pairs else 1.0
+    n = len(gold) or 1
+    bp = sum(len(gold_sets[gold[i]] & pred_sets[pred[i]]) / len(pred_sets[pred[i]]) for i in gold)
+    br = sum(len(gold_sets[gold[i]] & pred_sets[pred[i]]) / len(gold_sets[gold[i]]) for i in gold)
+    bp, br = (bp / n, br / n) if gold else (1.0, 1.0)
+    probe = StoryIndex(settings)
+    probe.load((item, 0) for item in records)
+
+    def explain(a: int, b: int) -> PairError:
+        first, second = sorted((a, b), key=lambda i: (records[i].published, i))
+        score, signals, _ = probe._signals(probe._items[second], probe._items[first])
+        return PairError(
+            a=_brief(items[first]),
+            b=_brief(items[second]),
+            score=round(score, 4),
+            signals=_rounded(signals),
+            reason=decisions[second].reason,
+        )
+
+    return StoryEvaluation(
+        items=len(gold),
+        gold_stories=len(gold_sets),
+        predicted_stories=len(pred_sets),
+        gold_pairs=gold_pairs,
+        predicted_pairs=pred_pairs,
+        true_pairs=tp,
+        pair_precision=p,
+        pair_recall=r,
+        pair_f1=_f1(p, r),
+        bcubed_precision=bp,
+        bcubed_recall=br,
+        bcubed_f1=_f1(bp, br),
+        wrongly_merged=tuple(explain(a, b) for a, b in merged),
+        wrongly_split=tuple(explain(a, b) for a, b in split),
+    )
+
+
+def _brief(obj: Mapping[str, str]) -> dict[str, str]:
+    return {k: obj.get(k) or "" for k in ("id", "source", "published", "title")}
+
+
+def format_story_evaluation(ev: StoryEvaluation) -> str:
+    """A plain-text report: the figures, then every wrong pair with its signals."""
+    lines = [
+        f"items {ev.items}, gold stories {ev.gold_stories}, predicted stories "
+        f"{ev.predicted_stories}",
+        f"pairwise  precision {ev.pair_precision:.3f}  recall {ev.pair_recall:.3f}  "
+        f"F1 {ev.pair_f1:.3f}  (true {ev.true_pairs} of {ev.predicted_pairs} predicted, "
+        f"{ev.gold_pairs} gold)",
+        f"B-cubed   precision {ev.bcubed_precision:.3f}  recall {ev.bcubed_recall:.3f}  "
+        f"F1 {ev.bcubed_f1:.3f}",
+    ]
+    for heading, pairs in (
+        ("wrongly merged", ev.wrongly_merged),
+        ("wrongly split", ev.wrongly_split),
+    ):
+        lines.append("")
+        lines.append(f"{heading} pairs: {len(pairs)}")
+        for pair in pairs:
+            lines.append(f"- score {pair.score:.3f} ({_format_signals(pair.signals)})")
+            for side in (pair.a, pair.b):
+                lines.append(
+                    f"    {side['id']} {side['published']} {side['source']}: {side['title']}"
+                )
+            lines.append(f"    decision: {pair.reason}")
+    return "\n".join(lines)

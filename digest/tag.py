@@ -1,0 +1,1068 @@
+"""Tag entries by rules: weighted terms, patterns, cancelling context and derived tags.
+
+The rules come from a TOML file (``config/rules.toml`` documents the format in its header), so
+users tune them without touching Python. Tagging is pure and never raises on any text: the
+caller passes the texts, and gets back a :class:`TagDecision` that records why each tag passed
+or not, which ``digest explain`` and ``digest eval`` print.
+
+Speed comes from matching every term of every tag with one compiled regular expression per
+field text: the terms are merged into a prefix tree (a trie) so the regex engine walks each
+position once instead of trying hundreds of alternatives. A match is then mapped back to the
+terms it stands for through a dictionary keyed by the normalised matched text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from digest import tomlutil
+from digest.errors import ConfigError
+
+FieldName = Literal["title", "summary", "content", "source"]
+FIELDS: tuple[FieldName, ...] = ("title", "summary", "content")
+RESERVED = frozenset({"and", "or", "not"})
+
+_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_WEIGHT_SUFFIX = re.compile(r"^(.*?)\^\s*([+-]?\d+(?:\.\d+)?)$", re.S)
+_SEP = re.compile(r"[\s\-]+")
+_MAX_VARIANTS = 256
+_CACHE_LIMIT = 65536
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldWeights:
+    """How much one match counts in each field: a headline says more than the body."""
+
+    title: float = 3.0
+    summary: float = 1.0
+    content: float = 0.5
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.title, self.summary, self.content)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unless:
+    """Context that cancels some of a tag's terms anywhere in the entry (Atlanta for Georgia)."""
+
+    #: terms whose presence anywhere in the entry cancels the matches below
+    context: tuple[str, ...]
+    #: the tag's own terms or patterns (as written) that are cancelled; empty means all
+    cancels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagRule:
+    """A named tag defined by terms; it passes when its score reaches the threshold."""
+
+    name: str
+    description: str = ""
+    #: case-insensitive terms, as written (``armenia{,n,ns}``, ``азербайджан*``, ``talks^0.5``)
+    terms: tuple[str, ...] = ()
+    #: terms matched with exact case, for acronyms such as ``US`` or ``UN``
+    cased_terms: tuple[str, ...] = ()
+    #: regular expressions over the lower-cased, accent-folded text (weight 1)
+    patterns: tuple[str, ...] = ()
+    #: longer phrases that contain a term but mean something else (``Georgia Tech``)
+    exclude: tuple[str, ...] = ()
+    unless: tuple[Unless, ...] = ()
+    weights: FieldWeights = FieldWeights()
+    threshold: float = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Name:
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Not:
+    operand: Expr
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class And:
+    operands: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Or:
+    operands: tuple[Expr, ...]
+
+
+Expr = Name | Not | And | Or
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DerivedTag:
+    """A tag computed from other tags with ``and``, ``or``, ``not`` and parentheses."""
+
+    name: str
+    expression: str
+    expr: Expr = field(repr=False, compare=False)
+    evaluate: _Eval = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rules:
+    """The tagging rules of one file, compiled and ready to use."""
+
+    #: the rules file, named in errors and explanations
+    path: Path
+    tags: tuple[TagRule, ...]
+    #: derived tags, in an order where each comes after the tags it uses
+    derived: tuple[DerivedTag, ...] = ()
+    #: the default selection (a tag name or an expression), or None
+    selection: str | None = None
+    #: the score a tag gets when the entry's source carries it
+    source_score: float = 5.0
+    matcher: _Matcher = field(repr=False, compare=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.matcher.names
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagMatch:
+    """One piece of evidence for (or, when cancelled, against) a tag."""
+
+    tag: str
+    field: FieldName
+    #: the term or pattern as written in the rules (a source tag for field "source")
+    term: str
+    #: the text that matched, as it appears in the entry
+    text: str
+    #: what it added to the score (field weight times term weight); 0 when cancelled
+    weight: float
+    #: why it was cancelled ("" when it counts)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagResult:
+    """The decision on one tag, with the evidence for it."""
+
+    tag: str
+    score: float
+    #: None for derived tags
+    threshold: float | None
+    passed: bool
+    matches: tuple[TagMatch, ...] = ()
+    cancelled: tuple[TagMatch, ...] = ()
+    #: the expression of a derived tag
+    expression: str | None = None
+    #: True when the entry's source carries this tag
+    from_source: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagDecision:
+    """The tags of one entry, and on demand the evidence for each.
+
+    ``results`` is built the first time it is read: the pipeline needs only ``tags`` and
+    ``scores``, and skipping the explanation records keeps tagging fast.
+    """
+
+    #: the tags that passed, in rule order (base tags, derived tags, then other source tags)
+    tags: tuple[str, ...]
+    #: the score of every tag that passed
+    scores: dict[str, float]
+    #: every tag the rules define, in rule order
+    known: tuple[str, ...] = ()
+    evidence: _Evidence | None = field(default=None, repr=False, compare=False)
+    explained: dict[str, TagResult] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def results(self) -> dict[str, TagResult]:
+        """Every tag with any evidence (a match, a cancelled match, a source), and every
+        derived tag, with its score and evidence; tags with none are left out."""
+        if not self.explained and self.evidence is not None:
+            self.explained.update(_build_results(self.evidence))
+        return self.explained
+
+    def has(self, tag: str) -> bool:
+        return tag in self.scores
+
+    def selected(self, selection: str) -> tuple[bool, str]:
+        """Decide whether the entry is selected; ``selection`` is a tag name or an expression.
+
+        Raises ConfigError when the selection is not a valid expression over known tags.
+        """
+        expr = _selection_expr(selection, self.known)
+        state = self.evidence.state if self.evidence else {}
+        value, _ = _compile_cached(expr)(state)
+        verdict = "selected" if value else "not selected"
+        if isinstance(expr, Name):
+            return value, f"{verdict}: {self._describe_tag(expr.name)}"
+        parts = "; ".join(self._describe_tag(n) for n in _names_in(expr))
+        truth = "true" if value else "false"
+        return value, f"{verdict}: {selection} is {truth} ({parts})"
+
+    def _describe_tag(self, name: str) -> str:
+        result = self.results.get(name)
+        if result is None:
+            return f"{name} absent (nothing matched)"
+        state = "present" if result.passed else "absent"
+        if result.from_source:
+            return f"{name} present (from the source)"
+        if result.expression is not None:
+            return f"{name} {state} ({name} = {result.expression})"
+        return f"{name} {state} (score {result.score:g}, threshold {result.threshold:g})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Evidence:
+    """What ``tag_text`` found, kept so that ``TagDecision.results`` can be built later."""
+
+    rules: Rules
+    by_tag: dict[int, list[_Hit]]
+    sources: tuple[str, ...]
+    #: tag name -> (passed, score) for every tag with evidence and every derived tag
+    state: _State
+
+
+# -- expressions --------------------------------------------------------------------------------
+
+
+class ExpressionError(ValueError):
+    """A derived-tag or selection expression is malformed."""
+
+
+_TOKEN = re.compile(r"\s*(?:(\()|(\))|([A-Za-z0-9][A-Za-z0-9_-]*)|(\S))")
+
+
+def parse_expression(text: str) -> Expr:
+    """Parse ``a and (b or not c)``; ``not`` binds tightest, then ``and``, then ``or``."""
+    tokens: list[tuple[str, int]] = []
+    for m in _TOKEN.finditer(text):
+        if m.group(4):
+            raise ExpressionError(f"unexpected {m.group(4)!r} at column {m.start(4) + 1}")
+        if m.lastindex:
+            tokens.append((m.group(m.lastindex), m.start(m.lastindex) + 1))
+    parser = _Parser(tokens, len(text) + 1)
+    expr = parser.parse_or()
+    if parser.pos < len(tokens):
+        token, column = tokens[parser.pos]
+        raise ExpressionError(f"unexpected {token!r} at column {column}")
+    return expr
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, int]], end: int) -> None:
+        self.tokens = tokens
+        self.pos = 0
+        self.end = end
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
+
+    def parse_or(self) -> Expr:
+        operands = [self.parse_and()]
+        while self.peek() == "or":
+            self.pos += 1
+            operands.append(self.parse_and())
+        return operands[0] if len(operands) == 1 else Or(operands=tuple(operands))
+
+    def parse_and(self) -> Expr:
+        operands = [self.parse_not()]
+        while self.peek() == "and":
+            self.pos += 1
+            operands.append(self.parse_not())
+        return operands[0] if len(operands) == 1 else And(operands=tuple(operands))
+
+    def parse_not(self) -> Expr:
+        if self.peek() == "not":
+            self.pos += 1
+            return Not(operand=self.parse_not())
+        return self.parse_atom()
+
+    def parse_atom(self) -> Expr:
+        if self.pos >= len(self.tokens):
+            raise ExpressionError(f"expected a tag name or '(' at column {self.end} (end)")
+        token, column = self.tokens[self.pos]
+        self.pos += 1
+        if token == "(":
+            inner = self.parse_or()
+            if self.peek() != ")":
+                raise ExpressionError(f"missing ')' for the '(' at column {column}")
+            self.pos += 1
+            return inner
+        if token == ")" or token in RESERVED:
+            raise ExpressionError(f"expected a tag name or '(' at column {column}, not {token!r}")
+        return Name(name=token)
+
+
+def _names_in(expr: Expr) -> list[str]:
+    out: dict[str, None] = {}
+
+    def walk(e: Expr) -> None:
+        if isinstance(e, Name):
+            out.setdefault(e.name)
+        elif isinstance(e, Not):
+            walk(e.operand)
+        else:
+            for operand in e.operands:
+                walk(operand)
+
+    walk(expr)
+    return list(out)
+
+
+_State = dict[str, tuple[bool, float]]
+_Eval = Callable[[_State], tuple[bool, float]]
+
+
+def _compile(expr: Expr) -> _Eval:
+    """Turn an expression into a function of the results: its truth value and score.
+
+    ``or`` scores its largest true operand, ``and`` its smallest, ``not x`` scores 1 when x
+    is absent. Compiled once per rules file, so tagging does not walk the tree.
+    """
+    if isinstance(expr, Name):
+        name = expr.name
+
+        def leaf(state: _State) -> tuple[bool, float]:
+            found = state.get(name)
+            return found if found is not None and found[0] else (False, 0.0)
+
+        return leaf
+    if isinstance(expr, Not):
+        inner = _compile(expr.operand)
+        return lambda state: (False, 0.0) if inner(state)[0] else (True, 1.0)
+    parts = tuple(_compile(op) for op in expr.operands)
+    if isinstance(expr, And):
+
+        def all_of(state: _State) -> tuple[bool, float]:
+            low = float("inf")
+            for part in parts:
+                value, score = part(state)
+                if not value:
+                    return (False, 0.0)
+                low = min(low, score)
+            return (True, low)
+
+        return all_of
+
+    def any_of(state: _State) -> tuple[bool, float]:
+        found, high = False, 0.0
+        for part in parts:
+            value, score = part(state)
+            if value:
+                found, high = True, max(high, score)
+        return (found, high)
+
+    return any_of
+
+
+def _unknown(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown tag {name!r}{hint}"
+
+
+@lru_cache(maxsize=64)
+def _compile_cached(expr: Expr) -> _Eval:
+    return _compile(expr)
+
+
+@lru_cache(maxsize=64)
+def _selection_expr(selection: str, known: tuple[str, ...]) -> Expr:
+    problem = check_selection_names(selection, known)
+    if problem:
+        raise ConfigError(f"selection {selection!r}: {problem}")
+    return parse_expression(selection)
+
+
+def check_selection_names(selection: str, known: Sequence[str]) -> str | None:
+    """Return the problem with a selection expression, or None; for ``sec.get(check=...)``."""
+    try:
+        expr = parse_expression(selection)
+    except ExpressionError as exc:
+        return str(exc)
+    for name in _names_in(expr):
+        if name not in known:
+            return _unknown(name, known)
+    return None
+
+
+def check_selection(rules: Rules, selection: str) -> str | None:
+    """Return the problem with a selection for these rules, or None when it is usable."""
+    return check_selection_names(selection, rules.names)
+
+
+# -- text normalisation -------------------------------------------------------------------------
+
+
+def _build_fold() -> dict[int, str]:
+    """Map accented Latin letters to ASCII one character for one, so match offsets stay valid.
+
+    Transliterations differ mostly in diacritics (Qarabağ/Qarabag, Kılıç/Kilic, Erdoğan), so
+    folding both the text and the terms makes one term cover them.
+    """
+    table: dict[int, str] = {}
+    for cp in range(0xC0, 0x250):
+        decomposed = unicodedata.normalize("NFKD", chr(cp))
+        base, marks = decomposed[:1], decomposed[1:]
+        if marks and base.isascii() and base.isalpha() and all(map(unicodedata.combining, marks)):
+            table[cp] = base
+    extra = {
+        "ı": "i", "ə": "a", "Ə": "A", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d",
+        "Đ": "D", "ħ": "h", "ё": "е", "Ё": "Е", "’": "'", "‘": "'", "ʼ": "'", "ʻ": "'",
+        "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "\u00a0": " ", "\u202f": " ",
+    }  # fmt: skip
+    table.update({ord(k): v for k, v in extra.items()})
+    return table
+
+
+FOLD = _build_fold()
+
+
+def _key(folded: str, cased: bool) -> str:
+    text = folded if cased else folded.lower()
+    return _SEP.sub(" ", text).strip()
+
+
+# -- terms and the matcher ----------------------------------------------------------------------
+
+TERM, EXCLUDE, CONTEXT = 0, 1, 2
+
+
+class _Ref(NamedTuple):
+    """What a matched text stands for: one term, exclusion or context of one tag."""
+
+    tag: int
+    role: int
+    term: str
+    weight: float
+    unless: int
+
+
+class _Variant(NamedTuple):
+    tokens: tuple[str, ...]
+    wild: bool
+
+
+_WILD = "\x00*"
+_SEPTOK = "\x00 "
+
+
+def split_weight(raw: str) -> tuple[str, float]:
+    """``"talks^0.5"`` -> ``("talks", 0.5)``; a term without a suffix weighs 1."""
+    m = _WEIGHT_SUFFIX.match(raw)
+    if m:
+        return m.group(1).strip(), float(m.group(2))
+    return raw.strip(), 1.0
+
+
+def expand_term(text: str, cased: bool = False) -> list[_Variant]:
+    """Expand braces and tokenise; raises ValueError with a message for the user."""
+    if not text.strip():
+        raise ValueError("empty term")
+    pieces = re.split(r"\{([^{}]*)\}", text)
+    if any("{" in p or "}" in p for p in pieces[::2]):
+        raise ValueError(f"unbalanced braces in {text!r}")
+    options = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(pieces)]
+    count = 1
+    for opts in options:
+        count *= len(opts)
+    if count > _MAX_VARIANTS:
+        raise ValueError(f"{text!r} expands to {count} variants (at most {_MAX_VARIANTS})")
+    out: list[_Variant] = []
+    for combo in itertools.product(*options):
+        variant = "".join(combo).translate(FOLD).strip()
+        if not cased:
+            variant = variant.lower()
+        out.append(_tokenise(variant, text))
+    return out
+
+
+def _tokenise(variant: str, original: str) -> _Variant:
+    if not variant or not re.search(r"\w", variant):
+        raise ValueError(f"{original!r} has a variant without any letter or digit")
+    if not re.match(r"\w", variant):
+        raise ValueError(f"{original!r} must start with a letter or digit")
+    tokens: list[str] = []
+    wild = False
+    i = 0
+    while i < len(variant):
+        ch = variant[i]
+        if ch == "*":
+            nxt = variant[i + 1 : i + 2]
+            if not tokens or tokens[-1] in (_SEPTOK, _WILD) or (nxt and not _SEP.match(nxt)):
+                raise ValueError(f"'*' may only end a word, as in 'armeni*' (in {original!r})")
+            tokens.append(_WILD)
+            wild = True
+            i += 1
+        elif _SEP.match(ch):
+            j = _SEP.match(variant, i)
+            assert j is not None
+            tokens.append(_SEPTOK)
+            i = j.end()
+        else:
+            tokens.append(ch)
+            i += 1
+    return _Variant(tuple(tokens), wild)
+
+
+def _variant_key(variant: _Variant) -> str:
+    return "".join(" " if t == _SEPTOK else "*" if t == _WILD else t for t in variant.tokens)
+
+
+def _variant_regex(tokens: Sequence[str]) -> str:
+    return "".join(_token_regex(t) for t in tokens)
+
+
+def _token_regex(token: str) -> str:
+    if token == _SEPTOK:
+        return r"[\s\-]+"
+    if token == _WILD:
+        return r"\w*"
+    return re.escape(token)
+
+
+_End = object()
+_Trie = dict[object, "_Trie"]
+
+
+def _trie_regex(variants: Sequence[tuple[str, ...]]) -> str:
+    root: _Trie = {}
+    for tokens in variants:
+        node = root
+        for token in tokens:
+            node = node.setdefault(token, {})
+        node[_End] = {}
+    return _emit(root) or r"(?!x)x"
+
+
+def _emit(node: _Trie) -> str:
+    literal = [t for t in node if t is not _End and t != _WILD]
+    order = sorted(literal, key=str) + ([_WILD] if _WILD in node else [])
+    alts = [_token_regex(str(t)) + _emit(node[t]) for t in order]
+    if not alts:
+        return ""
+    body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+    if _End in node:
+        body = "(?:" + body + ")?" if len(alts) > 1 or len(body) > 1 else body + "?"
+    return body
+
+
+class _Matcher:
+    """The compiled form of the rules: one regex for all terms, one for all patterns.
+
+    The term regex runs on lower-cased text without IGNORECASE, which the regex engine
+    matches several times faster; cased terms sit in the same trie in lower case and are
+    checked against the original letters when a match is looked up.
+    """
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.rules: tuple[TagRule, ...] = ()
+        self.weights: list[tuple[float, float, float]] = []
+        self.exact: tuple[dict[str, list[_Ref]], dict[str, list[_Ref]]] = ({}, {})
+        self.wild: tuple[list[tuple[re.Pattern[str], _Ref]], ...] = ([], [])
+        self.variants: list[tuple[str, ...]] = []
+        self.cancels: list[list[frozenset[str] | None]] = []
+        self.pattern_refs: list[_Ref] = []
+        self.pattern_sources: list[str] = []
+        self.term_re: re.Pattern[str] = re.compile(r"(?!x)x")
+        self.pattern_re: re.Pattern[str] | None = None
+        self.base_names: tuple[str, ...] = ()
+        self.order: dict[str, int] = {}
+        #: matched text (accent-folded, original case) -> what it stands for
+        self.cache: dict[str, tuple[_Ref, ...]] = {}
+
+    def add(self, ref: _Ref, text: str, cased: bool) -> None:
+        for variant in expand_term(text, cased):
+            self.variants.append(tuple(t.lower() for t in variant.tokens))
+            if variant.wild:
+                source = _variant_regex(variant.tokens)
+                self.wild[cased].append((re.compile(source), ref))
+            else:
+                self.exact[cased].setdefault(_variant_key(variant), []).append(ref)
+
+    def compile(self) -> None:
+        trie = _trie_regex(self.variants)
+        self.term_re = re.compile(rf"(?<!\w)({trie})(?:'s?)?(?!\w)")
+        if self.pattern_sources:
+            joined = "|".join(f"(?P<p{i}>{p})" for i, p in enumerate(self.pattern_sources))
+            self.pattern_re = re.compile(joined)
+        self.variants = []
+
+    def _lookup(self, key: str, cased: bool) -> list[_Ref]:
+        refs = list(self.exact[cased].get(key, ()))
+        for rx, ref in self.wild[cased]:
+            if rx.fullmatch(key):
+                refs.append(ref)
+        return refs
+
+    def refs_for(self, folded: str) -> tuple[_Ref, ...]:
+        """The terms a matched text stands for, including shorter terms of other tags in it.
+
+        The longest phrase wins a position, so "Georgian Dream" (domestic politics) would hide
+        "Georgian" (the country); crediting the words inside restores it. A tag that the
+        phrase itself names (as a term, an exclusion or a context) gets no such credit, which
+        is how "South Georgia" cancels "Georgia".
+        """
+        key = _key(folded, cased=True)
+        refs = self._collect(key.lower(), False) + self._collect(key, True)
+        if len(self.cache) >= _CACHE_LIMIT:
+            self.cache.clear()
+        result = self.cache[folded] = tuple(refs)
+        return result
+
+    def _collect(self, key: str, cased: bool) -> list[_Ref]:
+        refs = self._lookup(key, cased)
+        if " " in key:
+            claimed = {r.tag for r in refs}
+            words = key.split(" ")
+            for size in range(len(words) - 1, 0, -1):
+                for start in range(len(words) - size + 1):
+                    for ref in self._lookup(" ".join(words[start : start + size]), cased):
+                        if ref.role == TERM and ref.tag not in claimed:
+                            refs.append(ref)
+                            claimed.add(ref.tag)
+        return refs
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load_rules(path: Path) -> Rules:
+    """Read and compile a rules file; any problem is a ConfigError naming file, key and line."""
+    return parse_rules(tomlutil.load(path))
+
+
+def parse_rules(doc: tomlutil.Document) -> Rules:
+    root = doc.root()
+    selection = root.get("selection", str, None)
+    source_score = root.get("source_score", float, 5.0, check=_positive)
+    defaults = root.table("defaults")
+    threshold = defaults.get("threshold", float, 2.0, check=_positive)
+    weights = _read_weights(defaults, FieldWeights())
+    defaults.finish()
+
+    matcher = _Matcher()
+    tags: list[TagRule] = []
+    tag_sections = root.table("tags", required=True)
+    for name, sec in tag_sections.subtables():
+        problem = _check_name(name)
+        if problem:
+            raise tag_sections.error(name, problem)
+        tags.append(_read_tag(name, sec, threshold, weights, matcher, len(tags)))
+    if not tags:
+        raise root.error("tags", "define at least one tag, as [tags.NAME]")
+
+    derived_sec = root.table("derived")
+    derived = _read_derived(derived_sec, [t.name for t in tags])
+    derived_sec.finish()
+
+    names = tuple(t.name for t in tags) + tuple(d.name for d in derived)
+    if selection is not None:
+        problem = check_selection_names(selection, names)
+        if problem:
+            raise root.error("selection", problem)
+    root.finish()
+
+    matcher.names = names
+    matcher.base_names = tuple(t.name for t in tags)
+    matcher.order = {name: i for i, name in enumerate(names)}
+    matcher.rules = tuple(tags)
+    matcher.compile()
+    return Rules(
+        path=doc.path,
+        tags=tuple(tags),
+        derived=derived,
+        selection=selection,
+        source_score=source_score,
+        matcher=matcher,
+    )
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _check_name(name: str) -> str | None:
+    if not _NAME.fullmatch(name):
+        return "tag names use lower-case letters, digits and single hyphens (south-caucasus)"
+    if name in RESERVED:
+        return f"{name!r} is an operator and cannot name a tag"
+    return None
+
+
+def _read_weights(sec: tomlutil.Section, default: FieldWeights) -> FieldWeights:
+    if not sec.has("weights"):
+        return default
+    table = sec.table("weights")
+    out = FieldWeights(
+        title=table.get("title", float, default.title),
+        summary=table.get("summary", float, default.summary),
+        content=table.get("content", float, default.content),
+    )
+    table.finish()
+    return out
+
+
+def _read_tag(
+    name: str,
+    sec: tomlutil.Section,
+    threshold: float,
+    weights: FieldWeights,
+    matcher: _Matcher,
+    index: int,
+) -> TagRule:
+    description = sec.get("description", str, "")
+    rule_threshold = sec.get("threshold", float, threshold, check=_positive)
+    rule_weights = _read_weights(sec, weights)
+    terms = sec.get_str_list("terms", [])
+    cased = sec.get_str_list("cased_terms", [])
+    patterns = sec.get_str_list("patterns", [])
+    exclude = sec.get_str_list("exclude", [])
+    if not (terms or cased or patterns):
+        raise sec.error(None, "a tag needs at least one of terms, cased_terms or patterns")
+
+    written: set[str] = set()
+    for key, values, is_cased in (("terms", terms, False), ("cased_terms", cased, True)):
+        for i, raw in enumerate(values):
+            text, weight = split_weight(raw)
+            written.add(text)
+            _add(matcher, sec, (key, i), _Ref(index, TERM, text, weight, -1), text, is_cased)
+    for i, raw in enumerate(exclude):
+        _add(matcher, sec, ("exclude", i), _Ref(index, EXCLUDE, raw, 0.0, -1), raw, False)
+    for i, pattern in enumerate(patterns):
+        _check_pattern(sec, i, pattern)
+        matcher.pattern_sources.append(pattern.translate(FOLD))
+        matcher.pattern_refs.append(_Ref(index, TERM, pattern, 1.0, -1))
+        written.add(pattern)
+
+    unless: list[Unless] = []
+    cancel_sets: list[frozenset[str] | None] = []
+    for u, usec in enumerate(sec.tables("unless")):
+        context = usec.get_str_list("context")
+        if not context:
+            raise usec.error("context", "list at least one context term")
+        cancels = usec.get_str_list("cancels", [])
+        for i, raw in enumerate(cancels):
+            if raw not in written:
+                raise sec.doc.error(
+                    (*usec.path, "cancels", i),
+                    f"{raw!r} is not one of this tag's terms or patterns (write it as listed)",
+                )
+        usec.finish()
+        for i, raw in enumerate(context):
+            ref = _Ref(index, CONTEXT, raw, 0.0, u)
+            _add(matcher, usec, ("context", i), ref, raw, False)
+        unless.append(Unless(context=tuple(context), cancels=tuple(cancels)))
+        cancel_sets.append(frozenset(cancels) if cancels else None)
+    sec.finish()
+
+    matcher.weights.append(rule_weights.as_tuple())
+    matcher.cancels.append(cancel_sets)
+    return TagRule(
+        name=name,
+        description=description,
+        terms=tuple(terms),
+        cased_terms=tuple(cased),
+        patterns=tuple(patterns),
+        exclude=tuple(exclude),
+        unless=tuple(unless),
+        weights=rule_weights,
+        threshold=rule_threshold,
+    )
+
+
+def _add(
+    matcher: _Matcher,
+    sec: tomlutil.Section,
+    where: tuple[str, int],
+    ref: _Ref,
+    text: str,
+    cased: bool,
+) -> None:
+    try:
+        matcher.add(ref, text, cased)
+    except ValueError as exc:
+        raise sec.doc.error((*sec.path, *where), str(exc)) from None
+
+
+def _check_pattern(sec: tomlutil.Section, i: int, pattern: str) -> None:
+    def fail(message: str) -> ConfigError:
+        return sec.doc.error((*sec.path, "patterns", i), message)
+
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise fail(f"invalid regular expression {pattern!r}: {exc}") from None
+    if any(ch.isupper() for ch in re.sub(r"\\.", "", pattern)):
+        raise fail(f"{pattern!r} has capital letters, but patterns see lower-cased text")
+    if compiled.groups:
+        raise fail(f"{pattern!r} has a capturing group; write (?:...) instead of (...)")
+    if compiled.search("") is not None:
+        raise fail(f"{pattern!r} matches the empty text; it must require at least one character")
+
+
+def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, ...]:
+    parsed: dict[str, DerivedTag] = {}
+    for name in list(sec.data):
+        text = sec.get(name, str)
+        problem = _check_name(name)
+        if problem:
+            raise sec.error(name, problem)
+        if name in base:
+            raise sec.error(name, f"{name!r} is already a tag in [tags]; pick another name")
+        try:
+            expr = parse_expression(text)
+        except ExpressionError as exc:
+            raise sec.error(name, f"{exc} in {text!r}") from None
+        parsed[name] = DerivedTag(name=name, expression=text, expr=expr, evaluate=_compile(expr))
+    known = [*base, *parsed]
+    for name, tag in parsed.items():
+        for ref in _names_in(tag.expr):
+            if ref not in known:
+                raise sec.error(name, _unknown(ref, known))
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2 or name not in parsed:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
+            raise sec.error(trail[0], f"derived tags form a cycle: {cycle}")
+        state[name] = 1
+        for ref in _names_in(parsed[name].expr):
+            visit(ref, [*trail, name])
+        state[name] = 2
+        order.append(name)
+
+    for name in parsed:
+        visit(name, [])
+    return tuple(parsed[n] for n in order)
+
+
+# -- tagging ------------------------------------------------------------------------------------
+
+_Hit = tuple[_Ref, int, str]
+
+
+def _scan(matcher: _Matcher, texts: tuple[str, str, str]) -> dict[int, list[_Hit]]:
+    """Every match in every field, grouped by tag index (the hot loop: kept flat)."""
+    by_tag: dict[int, list[_Hit]] = {}
+    finditer = matcher.term_re.finditer
+    pattern_re = matcher.pattern_re
+    cache = matcher.cache
+    for fi, text in enumerate(texts):
+        if not text:
+            continue
+        folded = text.translate(FOLD)
+        lowered = folded.lower()  # same length: İ, the one letter that grows, is folded
+        for m in finditer(lowered):
+            start, end = m.span(1)
+            piece = folded[start:end]
+            refs = cache.get(piece)
+            if refs is None:
+                refs = matcher.refs_for(piece)
+            if refs:
+                raw = text[start:end]
+                for ref in refs:
+                    hits = by_tag.get(ref.tag)
+                    if hits is None:
+                        by_tag[ref.tag] = [(ref, fi, raw)]
+                    else:
+                        hits.append((ref, fi, raw))
+        if pattern_re is not None:
+            for m in pattern_re.finditer(lowered):
+                if m.end() > m.start() and m.lastgroup:
+                    ref = matcher.pattern_refs[int(m.lastgroup[1:])]
+                    by_tag.setdefault(ref.tag, []).append((ref, fi, text[m.start() : m.end()]))
+    return by_tag
+
+
+def tag_text(
+    rules: Rules,
+    *,
+    title: str,
+    summary: str = "",
+    content: str = "",
+    source_tags: Sequence[str] = (),
+) -> TagDecision:
+    """Tag one entry from its plain texts; pure, and never raises on any text."""
+    matcher = rules.matcher
+    by_tag = _scan(matcher, (title or "", summary or "", content or ""))
+    state: _State = {}
+    for index, hits in by_tag.items():
+        score = _weigh(matcher, index, hits)[0]
+        state[matcher.base_names[index]] = (score >= matcher.rules[index].threshold, score)
+    for name in source_tags:
+        found = state.get(name)
+        if name in matcher.order and matcher.order[name] < len(matcher.base_names):
+            state[name] = (True, max(found[1] if found else 0.0, rules.source_score))
+    sources = tuple(source_tags)
+    for tag in rules.derived:
+        value, score = tag.evaluate(state)
+        if tag.name in sources:
+            value, score = True, max(score, rules.source_score)
+        state[tag.name] = (value, round(score, 6))
+    for name in sources:
+        if name not in matcher.order:
+            state[name] = (True, rules.source_score)
+
+    order = matcher.order
+    passed = sorted((n for n, (ok, _) in state.items() if ok), key=lambda n: order.get(n, 1 << 30))
+    evidence = _Evidence(rules=rules, by_tag=by_tag, sources=sources, state=state)
+    return TagDecision(
+        tags=tuple(passed),
+        scores={n: state[n][1] for n in passed},
+        known=matcher.names,
+        evidence=evidence,
+    )
+
+
+def _weigh(
+    matcher: _Matcher, index: int, hits: list[_Hit], explain: bool = False
+) -> tuple[float, list[TagMatch], list[TagMatch]]:
+    """Score one tag's hits: each term once per field, cancelled ones left out.
+
+    With ``explain`` it also returns the counted and the cancelled matches as records; the
+    hot path skips building them.
+    """
+    name = matcher.base_names[index]
+    weights = matcher.weights[index]
+    contexts: dict[int, tuple[str, int]] = {}
+    if matcher.cancels[index]:
+        for ref, fi, raw in hits:
+            if ref.role == CONTEXT and ref.unless not in contexts:
+                contexts[ref.unless] = (raw, fi)
+    matches: list[TagMatch] = []
+    cancelled: list[TagMatch] = []
+    seen: set[tuple[int, str]] = set()
+    score = 0.0
+    for ref, fi, raw in hits:
+        if ref.role == CONTEXT or (fi, ref.term) in seen:
+            continue
+        seen.add((fi, ref.term))
+        reason = ""
+        if ref.role == EXCLUDE:
+            reason = f"excluded phrase {ref.term!r}"
+        else:
+            for u, (ctx, cfi) in contexts.items():
+                cancels = matcher.cancels[index][u]
+                if cancels is None or ref.term in cancels:
+                    reason = f"context {ctx!r} in {FIELDS[cfi]}"
+                    break
+        weight = 0.0 if reason else weights[fi] * ref.weight
+        score += weight
+        if explain:
+            found = TagMatch(tag=name, field=FIELDS[fi], term=ref.term, text=raw,
+                             weight=weight, reason=reason)  # fmt: skip
+            (cancelled if reason else matches).append(found)
+    return round(score, 6), matches, cancelled
+
+
+def _build_results(evidence: _Evidence) -> dict[str, TagResult]:
+    """The full records behind a decision, built from the kept evidence."""
+    rules = evidence.rules
+    matcher = rules.matcher
+    state = evidence.state
+    ordered = sorted(state, key=lambda n: matcher.order.get(n, 1 << 30))
+    derived = {tag.name: tag.expression for tag in rules.derived}
+    results: dict[str, TagResult] = {}
+    for name in ordered:
+        passed, score = state[name]
+        from_source = name in evidence.sources
+        source = [_source_match(name, rules.source_score)] if from_source else []
+        index = matcher.order.get(name, 1 << 30)
+        if index < len(matcher.base_names):
+            _, matches, cancelled = _weigh(matcher, index, evidence.by_tag.get(index, []), True)
+            results[name] = TagResult(
+                tag=name, score=score, threshold=matcher.rules[index].threshold, passed=passed,
+                matches=tuple(matches + source), cancelled=tuple(cancelled),
+                from_source=from_source,
+            )  # fmt: skip
+        else:
+            results[name] = TagResult(
+                tag=name, score=score, threshold=None, passed=passed, matches=tuple(source),
+                expression=derived.get(name), from_source=from_source,
+            )  # fmt: skip
+    return results
+
+
+def _source_match(name: str, score: float) -> TagMatch:
+    return TagMatch(tag=name, field="source", term=name, text=name, weight=score)
+
+
+# -- explanation --------------------------------------------------------------------------------
+
+
+def format_explanation(decision: TagDecision, selection: str | None) -> str:
+    """The text ``digest explain`` prints: every tag with evidence, then the selection."""
+    lines: list[str] = []
+    order = {name: i for i, name in enumerate(decision.known)}
+    ranked = sorted(decision.results.values(), key=lambda r: order.get(r.tag, len(order)))
+    for result in ranked:
+        lines.extend(_explain_result(result, decision))
+    if not ranked:
+        lines.append("no tag matched")
+    if selection:
+        _, reason = decision.selected(selection)
+        lines.append(f"selection {selection!r}: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def _explain_result(result: TagResult, decision: TagDecision) -> list[str]:
+    verdict = "PASS" if result.passed else "fail"
+    if result.expression is not None:
+        truth = "true" if result.passed else "false"
+        operands = ", ".join(
+            f"{n}={'yes' if decision.has(n) else 'no'}"
+            for n in _names_in(parse_expression(result.expression))
+        )
+        head = f"{verdict}  {result.tag} = {result.expression}  -> {truth} ({operands})"
+        lines = [head]
+    else:
+        lines = [f"{verdict}  {result.tag}  score {result.score:g}"
+                 + (f" / threshold {result.threshold:g}" if result.threshold else "")]  # fmt: skip
+    for m in result.matches:
+        if m.field == "source":
+            lines.append(f"        + source     carries this tag  {m.weight:+g}")
+        else:
+            lines.append(f"        + {m.field:<8}  {m.text!r} ({m.term})  {m.weight:+g}")
+    for m in result.cancelled:
+        lines.append(f"        x {m.field:<8}  {m.text!r} ({m.term}) cancelled: {m.reason}")
+    return lines
+
+
+def explain_tag(decision: TagDecision, tag: str) -> str:
+    """A one-line summary of why a tag passed or not, for evaluation reports."""
+    result = decision.results.get(tag)
+    if result is None:
+        return f"{tag}: nothing matched"
+    if result.expression is not None:
+        parts = [_brief(decision, n) for n in _names_in(parse_expression(result.expression))]
+        return f"{tag} = {result.expression}: " + "; ".join(parts)
+    return _brief(decision, tag)
+
+
+def _brief(decision: TagDecision, tag: str) -> str:
+    result = decision.results.get(tag)
+    if result is None:
+        return f"{tag} no (nothing matched)"
+    state = "yes" if result.passed else "no"
+    if result.expression is not None:
+        return f"{tag} {state}"
+    evidence = [f"{m.field[0]}:{m.text!r}{m.weight:+g}" for m in result.matches]
+    evidence += [f"x{m.field[0]}:{m.text!r} ({m.reason})" for m in result.cancelled]
+    limit = f"/{result.threshold:g}" if result.threshold else ""
+    return f"{tag} {state} {result.score:g}{limit} [{' '.join(evidence)}]"

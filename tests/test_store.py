@@ -1,0 +1,177 @@
+"""Storage against a real SQLite file: transactions, keys, stories, digests, errors."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.dedupe import decide, key_entries
+from digest.errors import StorageError
+from digest.models import ParsedEntry, Source, SourceState
+from digest.store import Store, story_uid
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def entry(
+    n: int,
+    *,
+    link: str | None = None,
+    title: str | None = None,
+    summary: str = "text",
+    when: datetime = NOW,
+) -> ParsedEntry:
+    return ParsedEntry(
+        guid=f"https://example.am/news/{n}",
+        link=link or f"https://example.am/news/{n}",
+        title=title or f"Item {n}",
+        summary=summary,
+        content_html="",
+        published=when,
+        updated=when,
+    )
+
+
+def store_entries(store: Store, source: str, entries: list[ParsedEntry]) -> list[int]:
+    keyed = key_entries(entries, source)
+    known = store.lookup_keys({k for e in keyed for k in e.keys.all()})
+    update = decide(source, keyed, known, SourceState(name=source, url="https://x"))
+    return store.apply_update(update, NOW)
+
+
+def test_new_entries_are_stored_once_across_runs(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    with Store(db) as store:
+        assert len(store_entries(store, "a", [entry(1), entry(2)])) == 2
+    with Store(db) as store:
+        assert store_entries(store, "a", [entry(1), entry(2), entry(3)]) == [3]
+        assert store.count_entries() == 3
+        assert store.integrity_check() == "ok"
+
+
+def test_same_article_in_two_sources_http_and_utm_is_one_entry(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        store_entries(store, "a", [entry(1)])
+        other = entry(9, link="http://EXAMPLE.am/news/1?utm_source=rss#top")
+        other = ParsedEntry(**{**_fields(other), "guid": "other-guid-9"})
+        assert store_entries(store, "b", [other]) == []
+        assert store.count_entries() == 1
+
+
+def _fields(e: ParsedEntry) -> dict[str, object]:
+    return {f: getattr(e, f) for f in e.__dataclass_fields__}
+
+
+def test_edited_entry_is_updated_in_place(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        [eid] = store_entries(store, "a", [entry(1, summary="first version")])
+        assert store_entries(store, "a", [entry(1, summary="corrected version")]) == []
+        stored = store.entry(eid)
+        assert stored is not None and stored.summary == "corrected version"
+        assert store.count_entries() == 1
+
+
+def test_rollback_leaves_nothing_behind(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        with pytest.raises(RuntimeError), store.transaction():
+            store_entries(store, "a", [entry(1)])
+            raise RuntimeError("crash in the middle")
+        assert store.count_entries() == 0
+        assert store.lookup_keys(["link:https://example.am/news/1"]) == {}
+
+
+def test_source_state_round_trip_and_repointing(tmp_path: Path) -> None:
+    src = Source(name="a", url="https://a.example/feed")
+    with Store(tmp_path / "s.sqlite3") as store:
+        state = store.source_states([src])["a"]
+        store.save_state(
+            SourceState(**{**_fields(state), "etag": '"v1"', "error_count": 2, "next_poll_at": NOW})
+        )
+        again = store.source_states([src])["a"]
+        assert again.etag == '"v1"' and again.error_count == 2 and again.next_poll_at == NOW
+        moved = store.source_states([Source(name="a", url="https://a.example/new")])["a"]
+        assert moved.etag is None and moved.url == "https://a.example/new"
+
+
+def test_stories_merge_and_mailed_survives(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        ids = store_entries(store, "a", [entry(1), entry(2, when=NOW + timedelta(hours=1))])
+        with store.transaction():
+            store.create_story(1, "k1", NOW)
+            store.create_story(2, "k2", NOW)
+            store.assign_story(ids[0], 1)
+            store.assign_story(ids[1], 2)
+            store.set_tags(ids[0], ["sel"], {"sel": 2.0})
+        digest = store.create_digest("daily", "2026-11-26", "<m@x>", [2], NOW)
+        assert digest.story_ids == (2,)
+        with store.transaction():
+            store.merge_stories(1, 2)
+        [story] = store.stories(tag="sel")
+        assert story.id == 1 and [e.id for e in story.entries] == ids
+        assert story.uid == story_uid("k1")
+        assert store.stories(tag="sel", exclude_mailed_to="daily") == []
+
+
+def test_partial_delivery_keeps_accepted_recipients(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        d = store.create_digest("daily", "2026-11-26", "<m@x>", [], NOW)
+        store.record_delivery(
+            d.id,
+            accepted=["a@x.org"],
+            refused={"b@x.org": "550 no"},
+            error=None,
+            now=NOW,
+            next_try_at=NOW + timedelta(minutes=5),
+        )
+        d = store.digest("daily", "2026-11-26")
+        assert d is not None and d.status == "pending"
+        assert d.recipients == {"a@x.org": "accepted", "b@x.org": "refused"}
+        store.record_delivery(
+            d.id, accepted=["b@x.org"], refused={}, error=None, now=NOW, next_try_at=None
+        )
+        d = store.digest("daily", "2026-11-26")
+        assert d is not None and d.status == "sent" and d.attempts == 2
+
+
+def test_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "s.sqlite3"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="damaged|not a database"):
+        Store(bad)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_state_is_a_storage_error(tmp_path: Path) -> None:
+    db = tmp_path / "ro" / "s.sqlite3"
+    Store(db).close()
+    os.chmod(db, 0o444)
+    os.chmod(db.parent, 0o555)
+    try:
+        with Store(db) as store, pytest.raises(StorageError, match="writable"):
+            store_entries(store, "a", [entry(1)])
+    finally:
+        os.chmod(db.parent, 0o755)
+
+
+def test_read_only_connection_write_is_a_storage_error(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    Store(db).close()
+    store = Store(db)
+    store.db.close()
+    store.db = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(StorageError, match="writable"):
+        store_entries(store, "a", [entry(1)])
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version=99")
+    con.close()
+    with pytest.raises(StorageError, match="newer"):
+        Store(db)
