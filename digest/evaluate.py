@@ -154,9 +154,7 @@ def evaluate_tags(rules: Rules, items: Iterable[Mapping[str, Any]]) -> TagEvalua
         )
         for label, row in sorted(counts.items(), key=lambda kv: order[kv[0]])
     )
-    return TagEvaluation(
-        items=total, labels=scores, unknown_labels=unknown, rules_path=rules.path
-    )
+    return TagEvaluation(items=total, labels=scores, unknown_labels=unknown, rules_path=rules.path)
 
 
 def format_tag_evaluation(ev: TagEvaluation) -> str:

@@ -57,7 +57,7 @@ MAX_POSTINGS = 64
 #: at most this many keys of a new entry (its rarest) are looked up
 MAX_LOOKUP_KEYS = 6
 #: at most this many candidates (most shared rare keys first) are scored in full
-MAX_CANDIDATES = 12
+MAX_CANDIDATES = 8
 
 
 @record
@@ -328,9 +328,9 @@ class StoryIndex:
 
     def _signals(self, new: _Stored, old: _Stored) -> tuple[float, dict[str, float], list[str]]:
         hours = abs(new.at - old.at) / 3600.0
-        small, large = (new.vec, old.vec) if len(new.vec) <= len(old.vec) else (old.vec, new.vec)
-        shared = [k for k in small if k in large]
-        dot = sum(new.vec[k] * old.vec[k] for k in shared)
+        a, b = new.vec, old.vec
+        shared = list(a.keys() & b.keys())
+        dot = sum([a[k] * b[k] for k in shared])
         text = dot / (new.norm * old.norm) if new.norm and old.norm else 0.0
         names = 0.0
         if new.name_total and old.name_total:
@@ -341,7 +341,6 @@ class StoryIndex:
         decay = 0.5 ** (hours / self.settings.half_life_hours)
         score = (text + NAMES_WEIGHT * names) / (1.0 + NAMES_WEIGHT) * decay
         signals = {"text": text, "names": names, "hours": hours, "time": decay}
-        shared.sort(key=lambda k: -new.vec[k])
         return score, signals, shared
 
     def _is_repost(self, a: _Stored, b: _Stored) -> bool:
@@ -428,7 +427,7 @@ class StoryIndex:
                 signals=_rounded(top[2]) if top else {},
                 matched_entry_id=top[1] if top else None,
                 reason=reason,
-                shared=tuple(top[3][:8]) if top else (),
+                shared=self._rarest(new, top[3]) if top else (),
             )
         keep = min(chosen)
         for story in chosen:
@@ -448,8 +447,12 @@ class StoryIndex:
             signals=_rounded(signals),
             matched_entry_id=entry_id,
             reason=reason,
-            shared=tuple(shared[:8]),
+            shared=self._rarest(new, shared),
         )
+
+    @staticmethod
+    def _rarest(new: _Stored, shared: list[str]) -> tuple[str, ...]:
+        return tuple(sorted(shared, key=lambda k: (-new.vec[k], k))[:8])
 
     def _new_story(self, story_id: int | None) -> int:
         if story_id is None:

@@ -204,10 +204,17 @@ class TagDecision:
         state = self.evidence.state if self.evidence else {}
         value, _ = _compile_cached(expr)(state)
         verdict = "selected" if value else "not selected"
-        if isinstance(expr, Name):
-            return value, f"{verdict}: {self._describe_tag(expr.name)}"
-        parts = "; ".join(self._describe_tag(n) for n in _names_in(expr))
         truth = "true" if value else "false"
+        if isinstance(expr, Name):
+            result = self.results.get(expr.name)
+            if result is None or result.expression is None or result.from_source:
+                return value, f"{verdict}: {self._describe_tag(expr.name)}"
+            # a derived tag: say which of its operands made it true or false
+            inner = parse_expression(result.expression)
+            parts = "; ".join(self._describe_tag(n) for n in _names_in(inner))
+            head = f"{expr.name} = {result.expression}"
+            return value, f"{verdict}: {head} is {truth} ({parts})"
+        parts = "; ".join(self._describe_tag(n) for n in _names_in(expr))
         return value, f"{verdict}: {selection} is {truth} ({parts})"
 
     def _describe_tag(self, name: str) -> str:

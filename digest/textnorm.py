@@ -138,7 +138,7 @@ def terms(text: str) -> Terms:
     keys: list[str] = []
     names: set[str] = set()
     words = list(_WORD.finditer(text))
-    lower_count = sum(1 for m in words if m.group()[:1].islower())
+    lower_count = sum(1 for m in words if m.group()[0].islower())
     # Title Case headlines capitalise every word, so capitals say nothing there.
     title_case = len(words) >= 4 and lower_count <= len(words) // 5
     for i, match in enumerate(words):
@@ -147,11 +147,10 @@ def terms(text: str) -> Terms:
         if not key:
             continue
         keys.append(key)
-        opens_sentence = i == 0 or _after_stop(text, match.start())
-        if (
-            word.isupper()
-            and len(word) > 1
-            or (word[:1].isupper() and not opens_sentence and not title_case)
+        if not word[0].isupper():
+            continue
+        if (len(word) > 1 and word.isupper()) or not (
+            title_case or i == 0 or _after_stop(text, match.start())
         ):
             names.add(key)
     return Terms(keys=tuple(keys), names=frozenset(names))
