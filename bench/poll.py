@@ -340,7 +340,9 @@ def baseline_main(url_file: str) -> None:
 
 
 def write_config(path: Path, state_dir: Path, urls: list[str], extra: str) -> None:
-    lines = ["[service]", f"state_dir = {toml_string(str(state_dir))}", ""]
+    rules = Path(__file__).resolve().parents[1] / "config" / "rules.toml"
+    lines = ["[service]", f"state_dir = {toml_string(str(state_dir))}", "",
+             "[tagging]", f"rules = {toml_string(str(rules))}", ""]
     for i, url in enumerate(urls):
         lines += ["[[sources]]", f'name = "synthetic-{i:05d}"', f"url = {toml_string(url)}", ""]
     path.write_text("\n".join(lines) + extra)
@@ -406,6 +408,7 @@ def _run(args: argparse.Namespace, phases: list[str], workdir: Path) -> int:
             "--config",
             str(config),
             "poll",
+            "--all",
             *args.poll_arg,
         ]
         for phase in phases:

@@ -27,7 +27,7 @@ SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + ["sh", "kh", "t
 
 
 class Corpus:
-    """Synthetic news: Zipf-distributed common words, rarer names, events told 1-4 times."""
+    """Synthetic news: Zipf-distributed words and names; each event is told 1-4 times."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -52,7 +52,8 @@ class Corpus:
         out: list[StoryItem] = []
         while len(out) < count:
             names = self.rng.choices(self.names, cum_weights=self.name_weights, k=3)
-            topic = self._words(4)
+            # Every event has a few words of its own (a place, a figure) besides common ones.
+            topic = [*self._words(3), *self.rng.sample(self.words[5_000:], 2)]
             at = end - timedelta(hours=self.rng.uniform(0, hours))
             for _ in range(min(self.rng.choice((1, 1, 2, 3, 4)), count - len(out))):
                 title = [*names[:2], *self.rng.sample(topic, 2), *self._words(6)]
