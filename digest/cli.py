@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from digest import __version__
 from digest import log as logsetup
 from digest.errors import ConfigError, DigestError, ServiceError
+
+if TYPE_CHECKING:
+    from digest.models import SourceReport
 
 EXIT_FAILURE = 1
 EXIT_IN_USE = 75
@@ -142,7 +145,8 @@ def check(state: State) -> None:
     )
     for d in cfg.digests:
         click.echo(
-            f"  - {d.name}: {len(d.recipients)} recipient(s), {d.schedule} at {d.time} {d.timezone}"
+            f"  - {d.name}: {len(d.recipients)} recipient(s), "
+            f"{d.schedule} at {d.time:%H:%M} {d.timezone}"
         )
 
 
@@ -170,17 +174,34 @@ def sources_import(state: State, opml_file: Path, write: bool) -> None:
     from digest.opml import parse_opml, to_toml_sources
 
     feeds = parse_opml(opml_file.read_bytes(), str(opml_file))
-    existing = {s.name for s in state.config.sources}
-    text = to_toml_sources(feeds, existing)
-    if write:
-        with open(state.config_path, "a", encoding="utf-8") as fh:
-            fh.write("\n" + text)
-        click.echo(f"appended {len(feeds)} source(s) to {state.config_path}", err=True)
-        from digest.config import load_config
-
-        load_config(state.config_path)
-    else:
+    configured = {s.url: s.name for s in state.config.sources if s.url}
+    # The config refuses two sources with one URL, so those feeds are left out, and said so.
+    for feed in feeds:
+        if feed.xml_url in configured:
+            click.echo(
+                f"skipped {feed.title!r}: {feed.xml_url} is already configured as "
+                f"{configured[feed.xml_url]!r}",
+                err=True,
+            )
+    feeds = [f for f in feeds if f.xml_url not in configured]
+    text = to_toml_sources(feeds, {s.name for s in state.config.sources})
+    if not write:
         click.echo(text, nl=False)
+        return
+    if not feeds:
+        click.echo(f"nothing to append to {state.config_path}", err=True)
+        return
+    from digest import tomlutil
+    from digest.config import parse_config
+
+    old = state.config_path.read_text(encoding="utf-8")
+    addition = ("" if old.endswith("\n") else "\n") + "\n" + text
+    # Validate the result first, so a refused import leaves the file as it was. Appending
+    # in place keeps the file's permissions and any symlink to it.
+    parse_config(tomlutil.loads(old + addition, state.config_path))
+    with open(state.config_path, "a", encoding="utf-8") as fh:
+        fh.write(addition)
+    click.echo(f"appended {len(feeds)} source(s) to {state.config_path}", err=True)
 
 
 # -- the pipeline stages --------------------------------------------------------------
@@ -199,7 +220,7 @@ def _progress(total: int) -> Callable[[Any], None]:
     return show
 
 
-def _describe(r: Any) -> str:
+def _describe(r: SourceReport) -> str:
     if r.status in ("error", "gone"):
         return f"{r.status}: {r.error}"
     if r.status in ("new", "updated", "unchanged"):
@@ -299,6 +320,8 @@ def explain(state: State, entry: str | None, text: str | None, summary: str) -> 
     """Show why an entry (id or link) or a text got its tags, selection and story."""
     from digest.tag import format_explanation, load_rules, tag_text
 
+    if text is None and not entry:
+        raise click.UsageError("give an ENTRY (id or link) or --text")
     cfg = state.config
     selection = cfg.publish.selection
     if text is not None:
@@ -306,8 +329,7 @@ def explain(state: State, entry: str | None, text: str | None, summary: str) -> 
         decision = tag_text(rules, title=text, summary=summary)
         click.echo(format_explanation(decision, selection))
         return
-    if not entry:
-        raise click.UsageError("give an ENTRY (id or link) or --text")
+    assert entry is not None
     with state.pipeline() as pipe:
         click.echo(pipe.explain(entry, utcnow()))
 
@@ -329,10 +351,10 @@ def eval_cmd(state: State, file: Path) -> None:
 @pass_state
 def eval_stories(state: State, file: Path) -> None:
     """Measure story grouping on a JSON Lines file of items labelled with stories."""
-    from digest.evaluate import read_jsonl
-    from digest.stories import evaluate_stories, format_story_evaluation
+    from digest.stories import evaluate_stories, format_story_evaluation, load_story_file
 
-    click.echo(format_story_evaluation(evaluate_stories(read_jsonl(file), state.config.stories)))
+    items = load_story_file(file)
+    click.echo(format_story_evaluation(evaluate_stories(items, state.config.stories)))
 
 
 # -- digests --------------------------------------------------------------------------
@@ -434,8 +456,8 @@ def run(state: State, once: bool, no_server: bool) -> None:
 
     async def one_shot() -> Any:
         svc = Service(cfg)
-        svc.lock.acquire()
         try:
+            svc.lock.acquire()
             return await svc.run_once()
         finally:
             svc.close()

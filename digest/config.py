@@ -24,7 +24,6 @@ ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_PATH = Path("config/digest.toml")
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceSettings:
     """``[service]``: where state lives and how often the service polls."""
@@ -65,9 +64,16 @@ class TaggingSettings:
 
     @classmethod
     def from_section(cls, sec: tomlutil.Section, base_dir: Path) -> TaggingSettings:
-        out = cls(
-            rules=_join(base_dir, sec.get("rules", str, "rules.toml")),
-        )
+        rules = _join(base_dir, sec.get("rules", str, "rules.toml"))
+        if not rules.is_file():
+            # Checked here, where the key and its line are known; the rules are read later.
+            problem = "is not a file" if rules.exists() else "does not exist"
+            raise sec.error(
+                "rules",
+                f"the rules file {rules} {problem}; give the path of a rules file, "
+                "relative to this config file's folder (see config/rules.toml)",
+            )
+        out = cls(rules=rules)
         sec.finish()
         return out
 
@@ -134,7 +140,8 @@ def parse_config(doc: tomlutil.Document) -> Config:
 
     _unique(doc, "sources", [s.name for s in sources])
     _unique(doc, "digests", [d.name for d in digests])
-    _unique(doc, "sources", [s.url or f"path:{s.path}" for s in sources], what="url or path")
+    _unique(doc, "sources", [s.url for s in sources], what="url")
+    _unique(doc, "sources", [s.path for s in sources], what="path")
     return Config(
         path=doc.path,
         service=service,
@@ -221,12 +228,16 @@ def _at_least(minimum: int):  # type: ignore[no-untyped-def]
     return check
 
 
-def _unique(doc: tomlutil.Document, table: str, values: list[str], what: str = "name") -> None:
+def _unique(
+    doc: tomlutil.Document, table: str, values: list[str | None], what: str = "name"
+) -> None:
     seen: dict[str, int] = {}
     for i, value in enumerate(values):
+        if value is None:
+            continue
         if value in seen:
             raise doc.error(
-                (table, i, what.split()[0]),
+                (table, i, what),
                 f"duplicate {what} {value!r} (also used by entry {seen[value] + 1})",
             )
         seen[value] = i

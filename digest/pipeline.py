@@ -23,7 +23,14 @@ from digest import fetch, politeness
 from digest import publish as publishing
 from digest.config import Config
 from digest.dedupe import all_keys, decide, key_entries
-from digest.errors import ConfigError, DigestDeliveryError, DigestError, ParseError, SendError
+from digest.errors import (
+    ConfigError,
+    DigestDeliveryError,
+    DigestError,
+    ParseError,
+    SendError,
+    StorageError,
+)
 from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
@@ -140,6 +147,15 @@ class Pipeline:
                     parsed = await self._parse(result, src, now, use_pool)
                 except ParseError as exc:
                     parsed = exc
+                except Exception as exc:
+                    # A parser bug or a dead pool worker is this source's failure, not the
+                    # cycle's: the other sources are still stored.
+                    log.critical("unexpected error parsing source=%s", src.name, exc_info=True)
+                    parsed = ParseError(
+                        f"internal error while parsing ({type(exc).__name__}: {exc}); "
+                        "it will be retried; please report it",
+                        url=result.final_url or src.location,
+                    )
             return src, state, result, parsed
 
         async with fetch.Fetcher(settings) as fetcher:
@@ -147,7 +163,12 @@ class Pipeline:
             try:
                 for next_done in asyncio.as_completed(tasks):
                     src, state, result, parsed = await next_done
-                    report = self._store_source(src, state, result, parsed, now)
+                    try:
+                        report = self._store_source(src, state, result, parsed, now)
+                    except StorageError:
+                        raise  # the state itself is unusable: every source would fail alike
+                    except Exception as exc:
+                        report = self._store_failed(src, state, result, now, exc)
                     reports.append(report)
                     if progress is not None:
                         progress(report)
@@ -167,9 +188,18 @@ class Pipeline:
         if not use_pool:
             return parse_feed(result.body, result.headers, base, now)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._get_pool(), parse_feed, result.body, dict(result.headers), base, now
-        )
+        pool = self._get_pool()
+        try:
+            return await loop.run_in_executor(
+                pool, parse_feed, result.body, dict(result.headers), base, now
+            )
+        except concurrent.futures.BrokenExecutor:
+            # A worker died (killed, out of memory): a broken pool refuses all later work,
+            # so the next cycle starts a new one instead of failing forever.
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -234,6 +264,26 @@ class Pipeline:
             unchanged=update.unchanged,
             rejected=len(parsed.rejected),
         )
+
+    def _store_failed(
+        self,
+        src: Source,
+        state: SourceState,
+        result: FetchResult,
+        now: datetime,
+        exc: Exception,
+    ) -> SourceReport:
+        """A bug met while tagging, grouping or storing one source: its entries are not
+        stored (the next poll retries them), its state records the error, the cycle goes on."""
+        log.critical("unexpected error storing source=%s", src.name, exc_info=True)
+        error = (
+            f"internal error ({type(exc).__name__}: {exc}); it will be retried; please report it"
+        )
+        failed = replace(result, outcome="error", error=error)
+        self.store.save_state(
+            politeness.apply_result(state, failed, source=src, now=now, settings=self.config.fetch)
+        )
+        return SourceReport(source=src.name, status="error", error=error)
 
     def _tag_update(self, update: SourceUpdate, src: Source) -> SourceUpdate:
         def tagged(item: NewEntry | ChangedEntry) -> NewEntry | ChangedEntry:

@@ -294,7 +294,10 @@ class Store:
         out: dict[str, SourceState] = {}
         for src in sources:
             row = rows.get(src.name)
-            configured = src.url or src.path
+            # The same notion as politeness.current_state, which writes configured_url:
+            # the configured URL, None for a local file. Comparing against the path here
+            # made every file source start afresh on every poll (no schedule, no back-off).
+            configured = src.url
             if row is None or row["configured_url"] != configured:
                 out[src.name] = SourceState(
                     name=src.name,

@@ -138,6 +138,9 @@ def loads(text: str, path: str | Path = "<string>") -> Document:
         msg = str(exc)
         match = _ERR_POS.search(msg)
         line = int(match.group(1)) if match else None
+        if line is None and "end of document" in msg:
+            line = max(1, len(text.splitlines()))
+            msg = msg.replace("(at end of document)", "")
         msg = _ERR_POS.sub("", msg).strip()
         raise ConfigError(f"invalid TOML: {msg}", path=path, line=line) from None
     return Document(Path(path), data, _scan_lines(text))
@@ -221,6 +224,8 @@ class Section:
 
 
 def _describe(value: object) -> str:
+    if isinstance(value, float):
+        return f"a decimal number ({value:g})"
     for kind, name in _TYPE_NAMES.items():
         if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
             return name
