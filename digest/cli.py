@@ -73,17 +73,26 @@ class State:
         return self._config
 
     @contextmanager
-    def pipeline(self) -> Iterator[Any]:
+    def pipeline(self, *, write: bool = True) -> Iterator[Any]:
+        """The pipeline over the state; commands that write take the state folder's lock, so
+        they cannot race a running service (exit 75 when it is held)."""
         from digest.pipeline import Pipeline
+        from digest.service import StateLock
         from digest.store import Store
 
-        store = Store(self.config.db_path)
-        pipe = Pipeline(self.config, store)
+        lock = StateLock(self.config.service.state_dir)
+        if write:
+            lock.acquire()
         try:
-            yield pipe
+            store = Store(self.config.db_path)
+            pipe = Pipeline(self.config, store)
+            try:
+                yield pipe
+            finally:
+                pipe.close()
+                store.close()
         finally:
-            pipe.close()
-            store.close()
+            lock.release()
 
 
 pass_state = click.make_pass_decorator(State)
@@ -330,7 +339,7 @@ def explain(state: State, entry: str | None, text: str | None, summary: str) -> 
         click.echo(format_explanation(decision, selection))
         return
     assert entry is not None
-    with state.pipeline() as pipe:
+    with state.pipeline(write=False) as pipe:
         click.echo(pipe.explain(entry, utcnow()))
 
 
@@ -369,7 +378,7 @@ def eval_stories(state: State, file: Path) -> None:
 def preview(state: State, list_name: str | None, html_file: Path | None,
             show_text: bool) -> None:
     """Render the next digest without sending or recording anything."""
-    with state.pipeline() as pipe:
+    with state.pipeline(write=False) as pipe:
         html_body, text, msg, count = pipe.preview(utcnow(), list_name)
     if html_file is not None:
         html_file.write_text(html_body, encoding="utf-8")
@@ -421,7 +430,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     cfg = state.config
 
     async def main() -> None:
-        with state.pipeline() as pipe:
+        with state.pipeline(write=False) as pipe:
             zone = cfg.digests[0].zone if cfg.digests else UTC
             app = web.make_app(cfg.publish,
                                stories=lambda tag: pipe.published_stories(utcnow(), tag),
@@ -455,9 +464,8 @@ def run(state: State, once: bool, no_server: bool) -> None:
         return
 
     async def one_shot() -> Any:
-        svc = Service(cfg)
+        svc = Service(cfg)  # holds the state lock until close()
         try:
-            svc.lock.acquire()
             return await svc.run_once()
         finally:
             svc.close()

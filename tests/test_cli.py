@@ -617,3 +617,27 @@ def test_run_once_on_the_demo_says_where_the_feed_and_the_digest_landed(demo: Pa
     assert (state / "public" / "feed.xml").is_file()
     assert len(list((state / "outbox").glob("*.eml"))) == 1
     assert f"digest --config {demo} serve" in out
+
+
+def test_writing_commands_refuse_a_locked_state_folder(tmp_path: Path) -> None:
+    """A one-shot poll must not race a running service on the same state (exit 75)."""
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+    from digest.config import load_config
+    from digest.service import StateLock
+
+    cfg_path = tmp_path / "c.toml"
+    rules = Path(__file__).resolve().parents[1] / "config" / "rules.toml"
+    cfg_path.write_text(f'[service]\nstate_dir = "{tmp_path / "st"}"\n'
+                        f'[tagging]\nrules = "{rules}"\n', encoding="utf-8")
+    lock = StateLock(load_config(cfg_path).service.state_dir)
+    lock.acquire()
+    try:
+        result = CliRunner().invoke(cli, ["--config", str(cfg_path), "poll"])
+        assert result.exit_code == 75
+        assert "already running" in result.stderr
+        readonly = CliRunner().invoke(cli, ["--config", str(cfg_path), "explain", "--text", "x"])
+        assert readonly.exit_code == 0
+    finally:
+        lock.release()
