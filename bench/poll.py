@@ -342,7 +342,11 @@ def baseline_main(url_file: str) -> None:
 def write_config(path: Path, state_dir: Path, urls: list[str], extra: str) -> None:
     rules = Path(__file__).resolve().parents[1] / "config" / "rules.toml"
     lines = ["[service]", f"state_dir = {toml_string(str(state_dir))}", "",
-             "[tagging]", f"rules = {toml_string(str(rules))}", ""]
+             "[tagging]", f"rules = {toml_string(str(rules))}", "",
+             # Every synthetic feed lives on the one loopback host; real sources are spread
+             # over many hosts, so the polite default of 2 per host would measure the wrong
+             # thing here.
+             "[fetch]", "per_host = 16", ""]
     for i, url in enumerate(urls):
         lines += ["[[sources]]", f'name = "synthetic-{i:05d}"', f"url = {toml_string(url)}", ""]
     path.write_text("\n".join(lines) + extra)

@@ -281,3 +281,5 @@ class SourceUpdate:
     #: identity keys newly learnt for edited entries (key -> entry id), e.g. a changed link
     extra_keys: Mapping[str, int] = field(default_factory=dict)
     rejected: tuple[Rejected, ...] = ()
+    #: hashes of the raw items of this fetch, remembered to skip them next time (None: keep)
+    item_hashes: tuple[str, ...] | None = None

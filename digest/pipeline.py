@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 from digest import fetch, politeness
 from digest import publish as publishing
@@ -31,6 +32,7 @@ from digest.errors import (
     SendError,
     StorageError,
 )
+from digest.feedsplit import split_feed
 from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
@@ -63,6 +65,8 @@ log = logging.getLogger(__name__)
 
 #: below this many feeds to parse, a process pool costs more than it saves
 POOL_THRESHOLD = 8
+#: documents smaller than this are parsed in the main process (cheaper than a round trip)
+POOL_MIN_BYTES = 64 * 1024
 
 _TAG_RE = re.compile(r"<[^>]+>")
 
@@ -137,38 +141,45 @@ class Pipeline:
         use_pool = len(due) >= POOL_THRESHOLD
         settings = self.config.fetch
 
-        async def one(
-            src: Source, state: SourceState
-        ) -> tuple[Source, SourceState, FetchResult, object]:
-            result = await fetcher.fetch(src, state, now)
-            parsed: object = None
-            if result.outcome == "ok":
+        # Bodies wait for a parser slot while holding this gate, so a cycle never holds more
+        # than ``concurrency`` fetched bodies in memory however many sources it polls.
+        gate = asyncio.Semaphore(settings.concurrency)
+
+        async def one(src: Source, state: SourceState) -> SourceReport:
+            async with gate:
+                result = await fetcher.fetch(src, state, now)
+                parsed: object = None
+                hashes: tuple[str, ...] | None = None
+                skipped = 0
+                if result.outcome == "ok":
+                    try:
+                        parsed, hashes, skipped = await self._parse(result, src, now, use_pool)
+                    except ParseError as exc:
+                        parsed = exc
+                    except Exception as exc:
+                        # A parser bug or a dead pool worker is this source's failure, not the
+                        # cycle's: the other sources are still stored.
+                        log.critical("unexpected error parsing source=%s", src.name,
+                                     exc_info=True)
+                        parsed = ParseError(
+                            f"internal error while parsing ({type(exc).__name__}: {exc}); "
+                            "it will be retried; please report it",
+                            url=result.final_url or src.location,
+                        )
                 try:
-                    parsed = await self._parse(result, src, now, use_pool)
-                except ParseError as exc:
-                    parsed = exc
+                    return self._store_source(src, state, result, parsed, now,
+                                              item_hashes=hashes, skipped=skipped)
+                except StorageError:
+                    raise  # the state itself is unusable: every source would fail alike
                 except Exception as exc:
-                    # A parser bug or a dead pool worker is this source's failure, not the
-                    # cycle's: the other sources are still stored.
-                    log.critical("unexpected error parsing source=%s", src.name, exc_info=True)
-                    parsed = ParseError(
-                        f"internal error while parsing ({type(exc).__name__}: {exc}); "
-                        "it will be retried; please report it",
-                        url=result.final_url or src.location,
-                    )
-            return src, state, result, parsed
+                    return self._store_failed(src, state, result, now, exc)
 
         async with fetch.Fetcher(settings) as fetcher:
-            tasks = [asyncio.ensure_future(one(src, state)) for src, state in due]
+            tasks = [asyncio.ensure_future(one(src, state))
+                     for src, state in _interleave_hosts(due)]
             try:
                 for next_done in asyncio.as_completed(tasks):
-                    src, state, result, parsed = await next_done
-                    try:
-                        report = self._store_source(src, state, result, parsed, now)
-                    except StorageError:
-                        raise  # the state itself is unusable: every source would fail alike
-                    except Exception as exc:
-                        report = self._store_failed(src, state, result, now, exc)
+                    report = await next_done
                     reports.append(report)
                     if progress is not None:
                         progress(report)
@@ -183,15 +194,37 @@ class Pipeline:
 
     async def _parse(
         self, result: FetchResult, src: Source, now: datetime, use_pool: bool
-    ) -> ParsedFeed:
+    ) -> tuple[ParsedFeed, tuple[str, ...] | None, int]:
+        """Parse only the items whose raw bytes are new; returns the feed, the hashes of all
+        its items (to remember) and how many unchanged items were skipped."""
         base = result.final_url or src.url
-        if not use_pool:
-            return parse_feed(result.body, result.headers, base, now)
+        split = split_feed(result.body)
+        if split is None:
+            return await self._parse_bytes(result.body, result, base, now, use_pool), None, 0
+        hashes = split.hashes()
+        known = self.store.item_hashes(src.name)
+        keep = {i for i, h in enumerate(hashes) if h not in known}
+        if len(keep) < len(hashes):
+            try:
+                parsed = await self._parse_bytes(split.document(keep), result, base, now,
+                                                 use_pool)
+            except ParseError:
+                parsed = None
+            if parsed is not None and len(parsed.entries) + len(parsed.rejected) == len(keep):
+                return parsed, hashes, len(hashes) - len(keep)
+        return await self._parse_bytes(result.body, result, base, now, use_pool), hashes, 0
+
+    async def _parse_bytes(
+        self, body: bytes, result: FetchResult, base: str | None, now: datetime,
+        use_pool: bool,
+    ) -> ParsedFeed:
+        if not use_pool or len(body) < POOL_MIN_BYTES:
+            return parse_feed(body, result.headers, base, now)
         loop = asyncio.get_running_loop()
         pool = self._get_pool()
         try:
             return await loop.run_in_executor(
-                pool, parse_feed, result.body, dict(result.headers), base, now
+                pool, parse_feed, body, dict(result.headers), base, now
             )
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): a broken pool refuses all later work,
@@ -210,7 +243,15 @@ class Pipeline:
         return self._pool
 
     def _store_source(
-        self, src: Source, state: SourceState, result: FetchResult, parsed: object, now: datetime
+        self,
+        src: Source,
+        state: SourceState,
+        result: FetchResult,
+        parsed: object,
+        now: datetime,
+        *,
+        item_hashes: tuple[str, ...] | None = None,
+        skipped: int = 0,
     ) -> SourceReport:
         """Record one source's outcome: entries and state in one transaction."""
         ttl = parsed.ttl_minutes if isinstance(parsed, ParsedFeed) else None
@@ -247,7 +288,8 @@ class Pipeline:
         keyed = key_entries(parsed.entries, src.name)
         known = self.store.lookup_keys(all_keys(keyed))
         update = decide(src.name, keyed, known, new_state, parsed.rejected)
-        update = self._tag_update(update, src)
+        update = replace(self._tag_update(update, src), item_hashes=item_hashes,
+                         unchanged=update.unchanged + skipped)
         with self.store.transaction():
             new_ids = self.store.apply_update(update, now)
             try:
@@ -560,3 +602,19 @@ class Pipeline:
 def _addr(value: str) -> str:
     parsed = parse_address(value)
     return parsed.addr_spec.lower() if parsed else value.strip().lower()
+
+
+def _interleave_hosts(
+    due: Sequence[tuple[Source, SourceState]],
+) -> list[tuple[Source, SourceState]]:
+    """Order sources round-robin by host, so slots are not all spent waiting on one host."""
+    by_host: dict[str, list[tuple[Source, SourceState]]] = {}
+    for item in due:
+        url = item[1].url or item[0].url or ""
+        by_host.setdefault(urlsplit(url).hostname or url, []).append(item)
+    queues = list(by_host.values())
+    out: list[tuple[Source, SourceState]] = []
+    while queues:
+        out.extend(q.pop(0) for q in queues)
+        queues = [q for q in queues if q]
+    return out

@@ -23,7 +23,7 @@ from digest.dedupe import KnownEntry
 from digest.errors import StorageError
 from digest.models import Entry, Source, SourceState, SourceUpdate, Story
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -120,6 +120,14 @@ _MIGRATIONS: dict[int, str] = {
         at TEXT NOT NULL,
         detail TEXT
     );
+    """,
+    2: """
+    -- Hashes of the raw items of each source's last fetch: unchanged items skip parsing.
+    CREATE TABLE feed_items (
+        source TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (source, hash)
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -426,6 +434,12 @@ class Store:
                 "INSERT OR IGNORE INTO entry_keys (key, entry_id) VALUES (?, ?)",
                 list(update.extra_keys.items()),
             )
+            if update.item_hashes is not None:
+                db.execute("DELETE FROM feed_items WHERE source = ?", (update.source,))
+                db.executemany(
+                    "INSERT OR IGNORE INTO feed_items (source, hash) VALUES (?, ?)",
+                    [(update.source, h) for h in update.item_hashes],
+                )
             state = update.state
             self._save_state(state)
             if update.new:
@@ -434,6 +448,11 @@ class Store:
                     (len(update.new), update.source),
                 )
             return new_ids
+
+    def item_hashes(self, source: str) -> set[str]:
+        """Hashes of the raw items of the source's last stored fetch."""
+        rows = self._query("SELECT hash FROM feed_items WHERE source = ?", (source,))
+        return {r[0] for r in rows}
 
     def _write_tags(self, entry_id: int, tags: Sequence[str], scores: Any) -> None:
         self.db.execute("DELETE FROM entry_tags WHERE entry_id = ?", (entry_id,))

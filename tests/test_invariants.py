@@ -19,6 +19,7 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
+import digest.pipeline as pipeline_module
 from digest import parse as parse_module
 from digest.cli import cli
 from digest.config import load_config
@@ -226,8 +227,9 @@ def test_4_a_failing_or_hostile_source_never_stops_the_others_or_the_service(
 
 
 def test_4_a_dead_parse_worker_does_not_break_later_cycles(
-    feed_server: FeedServer, write_config: WriteConfig
+    feed_server: FeedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pipeline_module, "POOL_MIN_BYTES", 0)  # small feeds go to the pool too
     paths = {f"s{i}": f"/s{i}.xml" for i in range(POOL_THRESHOLD)}
     for i, route in enumerate(paths.values()):
         feed_server.add(route, rss(numbered(2, source=f"s{i}")))

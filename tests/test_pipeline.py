@@ -413,6 +413,7 @@ def test_process_pool_stores_the_same_as_the_inline_path(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(pipeline_module, "POOL_MIN_BYTES", 0)  # small feeds go to the pool too
     samples = [MEETING_A, MEETING_B, GEORGIA_EU, FOOTBALL]
     paths = {}
     for i in range(POOL_THRESHOLD):
@@ -514,3 +515,34 @@ def test_local_file_source_keeps_its_schedule_and_validators(
             "skipped"
         )
         assert by_source(poll(pipe, NOW + timedelta(seconds=60)))["file"].status == ("not_modified")
+
+
+def test_unchanged_items_are_not_parsed_again(
+    feed_server: FeedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-poll parses only the items whose raw bytes are new or edited."""
+    base = [
+        Item(title=f"Bulletin {i}", link=f"https://ex.am/{i}", guid=f"g{i}",
+             published=NOW - timedelta(hours=i + 1))
+        for i in range(6)
+    ]
+    feed_server.add("/feed.xml", rss(base))
+    path = write_config(FETCH + sources_toml(feed_server, {"a": "/feed.xml"}))
+    parsed_counts: list[int] = []
+    real_parse = pipeline_module.parse_feed
+
+    def counting(body: bytes, *args: object) -> object:
+        result = real_parse(body, *args)  # type: ignore[arg-type]
+        parsed_counts.append(len(result.entries))
+        return result
+
+    monkeypatch.setattr(pipeline_module, "parse_feed", counting)
+    with open_pipeline(path) as pipe:
+        assert poll(pipe).new == 6
+        fresh = Item(title="Bulletin new", link="https://ex.am/new", guid="gnew")
+        edited = replace(base[2], summary="corrected")
+        feed_server.add("/feed.xml", rss([fresh, *base[:2], edited, *base[3:]]))
+        report = by_source(poll(pipe, NOW + timedelta(hours=1)))["a"]
+        assert (report.new, report.updated, report.unchanged) == (1, 1, 5)
+        assert parsed_counts == [6, 2]
+        assert len(titles(pipe)) == 7
