@@ -398,7 +398,7 @@ class Pipeline:
             if not result.joined:
                 self.store.create_story(result.story_id, item.keys.all()[0], now)
                 next_id = max(next_id, result.story_id) + 1
-            self.store.assign_story(entry_id, result.story_id)
+            self.store.assign_story(entry_id, result.story_id, index.explain(entry_id))
             for absorbed in result.merged:
                 self.store.merge_stories(result.story_id, absorbed)
 
@@ -585,17 +585,14 @@ class Pipeline:
             lines.append("story: none yet")
         else:
             story = self.store.story(entry.story_id)
-            index = self.story_index(now)
             lines.append(f"story {entry.story_id}"
                          + (f" ({story.uid}), {len(story.entries)} report(s)" if story else ""))
             if story:
                 for other in story.entries:
                     mark = "*" if other.id == entry.id else "-"
                     lines.append(f"  {mark} [{other.source}] {other.title}")
-            try:
-                lines.append(index.explain(entry.id))
-            except KeyError:
-                lines.append("(the grouping decision is older than the story window)")
+            reason = self.store.story_reason(entry.id)
+            lines.append(reason or "(grouped before reasons were recorded)")
         return "\n".join(lines)
 
 

@@ -128,6 +128,8 @@ _MIGRATIONS: dict[int, str] = {
         hash TEXT NOT NULL,
         PRIMARY KEY (source, hash)
     ) WITHOUT ROWID;
+    -- Why an entry joined or started its story, for explain after a restart.
+    ALTER TABLE entries ADD COLUMN story_reason TEXT;
     """,
 }
 
@@ -535,8 +537,15 @@ class Store:
             (story_id, story_uid(first_key), _ts(now)),
         )
 
-    def assign_story(self, entry_id: int, story_id: int) -> None:
-        self.db.execute("UPDATE entries SET story_id = ? WHERE id = ?", (story_id, entry_id))
+    def assign_story(self, entry_id: int, story_id: int, reason: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE entries SET story_id = ?, story_reason = ? WHERE id = ?",
+            (story_id, reason, entry_id),
+        )
+
+    def story_reason(self, entry_id: int) -> str | None:
+        rows = self._query("SELECT story_reason FROM entries WHERE id = ?", (entry_id,))
+        return rows[0][0] if rows else None
 
     def merge_stories(self, survivor: int, absorbed: int) -> None:
         """Fold ``absorbed`` into ``survivor``; a mailed story stays mailed after the merge."""
