@@ -57,7 +57,12 @@ _CONTENT_URL_SCHEMES = {"http", "https", "mailto"}
 # Controls other than whitespace; surrogates and the two noncharacters that break XML/JSON.
 # Whitespace controls (\t \n \v \f \r \x1c-\x1f \x85) are collapsed by str.split().
 _JUNK_CHARS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+# Dropped from stored HTML, which nh3 would pass them through to: every control but tab, LF and
+# CR (XML forbids most of them), surrogates and the two noncharacters.
+_HTML_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 _URL_BREAKS = re.compile(r"[ \t]*[\r\n]\s*|\t")
+#: the start of a tag or comment, as opposed to a lone "<" in text ("a < b", "<-->")
+_MARKUP = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9:-]*(?=[\s/>])|!--)")
 _ENTITY_DECL = re.compile(rb"""<!ENTITY\s+([^\s%"'>]+)\s+(?:"([^"]*)"|'([^']*)')""")
 _HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
 _DEGRADED = (
@@ -374,7 +379,9 @@ def sanitize_html(value: str, base: str | None) -> str:
         # let it become a link to the base.
         return absolute_http_url(url, base) if url.strip() else None
 
-    return nh3.clean(value, url_schemes=_CONTENT_URL_SCHEMES, url_relative=resolve)
+    return nh3.clean(
+        _HTML_JUNK.sub("", value), url_schemes=_CONTENT_URL_SCHEMES, url_relative=resolve
+    )
 
 
 def plain_text(value: str, *, is_html: bool) -> str:
@@ -384,7 +391,9 @@ def plain_text(value: str, *, is_html: bool) -> str:
 
 
 def _plain(value: str, *, is_html: bool) -> str:
-    if is_html:
+    # Markup in a field typed as plain text is escaped HTML (RSS leaves the type open), or an
+    # attack on readers that render titles as HTML: either way, its text is what to keep.
+    if is_html or _MARKUP.search(value):
         value = _html_to_text(value)
     return " ".join(_JUNK_CHARS.sub("", value).split())
 
@@ -401,7 +410,7 @@ def _is_html_type(value: object) -> bool:
 
 
 def _escape(text: str) -> str:
-    text = _JUNK_CHARS.sub("", text).strip()
+    text = _HTML_JUNK.sub("", text).strip()
     return f"<p>{html.escape(text, quote=False)}</p>" if text else ""
 
 

@@ -56,8 +56,12 @@ _ID_NAMESPACE = uuid.UUID("5d0c3a52-58f4-4a8e-9f5e-2f1c6f0b8a21")
 EMPTY_FEED_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 # XML 1.0 forbids C0 controls except tab/LF/CR, surrogates and U+FFFE/U+FFFF; C1 controls
-# are legal but "discouraged" and always junk in news text.
-_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+# are legal but "discouraged" and always junk in news text. Bidi overrides and isolates can make
+# a title display as something else than it is; the digest drops them too (render.py).
+_ILLEGAL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff\ufffe\uffff]"
+)
 _SPACES = re.compile(r"\s+")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
