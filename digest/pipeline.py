@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest import fetch, politeness
@@ -39,6 +40,7 @@ from digest.models import (
     CycleReport,
     FetchResult,
     NewEntry,
+    ParsedEntry,
     ParsedFeed,
     Source,
     SourceReport,
@@ -71,8 +73,44 @@ POOL_MIN_BYTES = 64 * 1024
 _TAG_RE = re.compile(r"<[^>]+>")
 
 
-def html_text(fragment: str) -> str:
-    return " ".join(html.unescape(_TAG_RE.sub(" ", fragment)).split())
+#: how much of an entry's content the tagger reads: the lead carries the signal, and the
+#: rest of a long article only costs time
+TAG_CONTENT_CHARS = 1500
+#: how much of a summary story grouping compares
+STORY_SUMMARY_CHARS = 600
+
+
+def html_text(fragment: str, limit: int = TAG_CONTENT_CHARS) -> str:
+    """The first ``limit`` characters of an HTML fragment as plain text."""
+    text = " ".join(html.unescape(_TAG_RE.sub(" ", fragment[: limit * 4])).split())
+    return text[:limit]
+
+
+Tagging = tuple[tuple[str, ...], dict[str, float]]
+
+_worker_rules: Rules | None = None
+
+
+def _init_worker(rules_path: str) -> None:
+    global _worker_rules
+    _worker_rules = load_rules(Path(rules_path))
+
+
+def tag_entry(rules: Rules, entry: ParsedEntry, source_tags: Sequence[str]) -> Tagging:
+    decision = tag_text(rules, title=entry.title, summary=entry.summary,
+                        content=html_text(entry.content_html), source_tags=source_tags)
+    return decision.tags, dict(decision.scores)
+
+
+def parse_and_tag(
+    body: bytes, headers: dict[str, str], base: str | None, now: datetime,
+    source_tags: tuple[str, ...],
+) -> tuple[ParsedFeed, list[Tagging]]:
+    """Runs in a parser process: parsing and tagging are the CPU-heavy steps of a cycle, so
+    both run on every core; the main process only stores."""
+    parsed = parse_feed(body, headers, base, now)
+    assert _worker_rules is not None, "the pool initializer loads the rules"
+    return parsed, [tag_entry(_worker_rules, e, source_tags) for e in parsed.entries]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,9 +189,12 @@ class Pipeline:
                 parsed: object = None
                 hashes: tuple[str, ...] | None = None
                 skipped = 0
+                tags: list[Tagging] | None = None
                 if result.outcome == "ok":
                     try:
-                        parsed, hashes, skipped = await self._parse(result, src, now, use_pool)
+                        parsed, hashes, skipped, tags = await self._parse(
+                            result, src, now, use_pool
+                        )
                     except ParseError as exc:
                         parsed = exc
                     except Exception as exc:
@@ -168,7 +209,7 @@ class Pipeline:
                         )
                 try:
                     return self._store_source(src, state, result, parsed, now,
-                                              item_hashes=hashes, skipped=skipped)
+                                              item_hashes=hashes, skipped=skipped, tags=tags)
                 except StorageError:
                     raise  # the state itself is unusable: every source would fail alike
                 except Exception as exc:
@@ -194,37 +235,42 @@ class Pipeline:
 
     async def _parse(
         self, result: FetchResult, src: Source, now: datetime, use_pool: bool
-    ) -> tuple[ParsedFeed, tuple[str, ...] | None, int]:
+    ) -> tuple[ParsedFeed, tuple[str, ...] | None, int, list[Tagging] | None]:
         """Parse only the items whose raw bytes are new; returns the feed, the hashes of all
-        its items (to remember) and how many unchanged items were skipped."""
+        its items (to remember), how many unchanged items were skipped, and the entries' tags
+        when a parser process computed them."""
         base = result.final_url or src.url
         split = split_feed(result.body)
         if split is None:
-            return await self._parse_bytes(result.body, result, base, now, use_pool), None, 0
+            parsed, tags = await self._parse_bytes(result.body, result, src, base, now, use_pool)
+            return parsed, None, 0, tags
         hashes = split.hashes()
         known = self.store.item_hashes(src.name)
         keep = {i for i, h in enumerate(hashes) if h not in known}
         if len(keep) < len(hashes):
             try:
-                parsed = await self._parse_bytes(split.document(keep), result, base, now,
-                                                 use_pool)
+                parsed, tags = await self._parse_bytes(
+                    split.document(keep), result, src, base, now, use_pool
+                )
             except ParseError:
-                parsed = None
-            if parsed is not None and len(parsed.entries) + len(parsed.rejected) == len(keep):
-                return parsed, hashes, len(hashes) - len(keep)
-        return await self._parse_bytes(result.body, result, base, now, use_pool), hashes, 0
+                pass
+            else:
+                if len(parsed.entries) + len(parsed.rejected) == len(keep):
+                    return parsed, hashes, len(hashes) - len(keep), tags
+        parsed, tags = await self._parse_bytes(result.body, result, src, base, now, use_pool)
+        return parsed, hashes, 0, tags
 
     async def _parse_bytes(
-        self, body: bytes, result: FetchResult, base: str | None, now: datetime,
+        self, body: bytes, result: FetchResult, src: Source, base: str | None, now: datetime,
         use_pool: bool,
-    ) -> ParsedFeed:
+    ) -> tuple[ParsedFeed, list[Tagging] | None]:
         if not use_pool or len(body) < POOL_MIN_BYTES:
-            return parse_feed(body, result.headers, base, now)
+            return parse_feed(body, result.headers, base, now), None
         loop = asyncio.get_running_loop()
         pool = self._get_pool()
         try:
             return await loop.run_in_executor(
-                pool, parse_feed, body, dict(result.headers), base, now
+                pool, parse_and_tag, body, dict(result.headers), base, now, src.tags
             )
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): a broken pool refuses all later work,
@@ -238,8 +284,11 @@ class Pipeline:
         if self._pool is None:
             workers = self.config.service.parse_workers or os.cpu_count() or 1
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["digest.parse"])
-            self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
+            ctx.set_forkserver_preload(["digest.pipeline"])
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(str(self.config.tagging.rules),),
+            )
         return self._pool
 
     def _store_source(
@@ -252,6 +301,7 @@ class Pipeline:
         *,
         item_hashes: tuple[str, ...] | None = None,
         skipped: int = 0,
+        tags: list[Tagging] | None = None,
     ) -> SourceReport:
         """Record one source's outcome: entries and state in one transaction."""
         ttl = parsed.ttl_minutes if isinstance(parsed, ParsedFeed) else None
@@ -288,7 +338,10 @@ class Pipeline:
         keyed = key_entries(parsed.entries, src.name)
         known = self.store.lookup_keys(all_keys(keyed))
         update = decide(src.name, keyed, known, new_state, parsed.rejected)
-        update = replace(self._tag_update(update, src), item_hashes=item_hashes,
+        known_tags = (
+            {id(e): t for e, t in zip(parsed.entries, tags, strict=True)} if tags else {}
+        )
+        update = replace(self._tag_update(update, src, known_tags), item_hashes=item_hashes,
                          unchanged=update.unchanged + skipped)
         with self.store.transaction():
             new_ids = self.store.apply_update(update, now)
@@ -327,16 +380,17 @@ class Pipeline:
         )
         return SourceReport(source=src.name, status="error", error=error)
 
-    def _tag_update(self, update: SourceUpdate, src: Source) -> SourceUpdate:
+    def _tag_update(
+        self, update: SourceUpdate, src: Source, known: dict[int, Tagging] | None = None
+    ) -> SourceUpdate:
+        """Tags for the new and changed entries (computed here unless a parser process did)."""
+        known = known or {}
+
         def tagged(item: NewEntry | ChangedEntry) -> NewEntry | ChangedEntry:
-            decision = tag_text(
-                self.rules,
-                title=item.parsed.title,
-                summary=item.parsed.summary,
-                content=html_text(item.parsed.content_html),
-                source_tags=src.tags,
+            names, scores = known.get(id(item.parsed)) or tag_entry(
+                self.rules, item.parsed, src.tags
             )
-            return replace(item, tags=decision.tags, scores=dict(decision.scores))
+            return replace(item, tags=names, scores=scores)
 
         return replace(
             update,
@@ -359,7 +413,7 @@ class Pipeline:
                         source=e.source,
                         published=e.published,
                         title=e.title,
-                        summary=e.summary,
+                        summary=e.summary[:STORY_SUMMARY_CHARS],
                         link_key=e.canonical_link,
                         keys=tuple(keys.get(e.id, ())),
                         tags=e.tags,
@@ -388,7 +442,7 @@ class Pipeline:
                     source=source,
                     published=item.parsed.published,
                     title=item.parsed.title,
-                    summary=item.parsed.summary,
+                    summary=item.parsed.summary[:STORY_SUMMARY_CHARS],
                     link_key=item.canonical_link,
                     keys=item.keys.all(),
                     tags=item.tags,
