@@ -32,7 +32,8 @@ class KnownEntry:
     """What storage knows about an identity key."""
 
     entry_id: int
-    content_hash: str
+    #: None when the entry was pruned: only its keys remain, and it counts as unchanged
+    content_hash: str | None
     #: whether the stored entry has a link (see the title+date rule above)
     has_link: bool
 
@@ -99,7 +100,8 @@ def decide(
             for key in item.keys.all():
                 batch.setdefault(key, pending)
             continue
-        if hit.content_hash != item.keys.content_hash and hit.entry_id not in changed:
+        if (hit.content_hash is not None and hit.content_hash != item.keys.content_hash
+                and hit.entry_id not in changed):
             # An edited entry may bring a new link or guid: remember them for it. Unchanged
             # entries add nothing, so a feed that rewrites guids on every fetch does not
             # grow the key table.

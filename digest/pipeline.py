@@ -231,6 +231,11 @@ class Pipeline:
         order = {s.name: i for i, s in enumerate(self.config.sources)}
         reports.sort(key=lambda r: order.get(r.source, 0))
         self.store.mark_run("poll", finished)
+        if self.config.service.retention_days:
+            pruned = self.store.prune(now - timedelta(days=self.config.service.retention_days))
+            if pruned:
+                log.info("pruned the text of %d entries older than %d days", pruned,
+                         self.config.service.retention_days)
         return CycleReport(started_at=now, finished_at=finished, sources=tuple(reports))
 
     async def _parse(

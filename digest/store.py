@@ -366,7 +366,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             for row in self._query(
                 f"""SELECT k.key, k.entry_id, e.content_hash, e.link IS NOT NULL AS has_link
-                    FROM entry_keys k JOIN entries e ON e.id = k.entry_id
+                    FROM entry_keys k LEFT JOIN entries e ON e.id = k.entry_id
                     WHERE k.key IN ({marks})""",
                 chunk,
             ):
@@ -517,13 +517,18 @@ class Store:
         return out
 
     def prune(self, before: datetime) -> int:
-        """Drop the text of old entries; their keys stay so they are never new again."""
+        """Delete entries published before ``before``; their identity keys stay, so an old
+        item that a feed lists again is still recognised and never reported twice."""
         with self.transaction() as db:
-            cur = db.execute(
-                """UPDATE entries SET summary = '', content_html = '', pruned = 1
-                   WHERE published < ? AND pruned = 0""",
-                (_ts(before),),
-            )
+            # Entries of a digest still waiting to be delivered stay until it is sent.
+            old = """SELECT id FROM entries WHERE published < ? AND coalesce(story_id, 0) NOT IN
+                     (SELECT s.story_id FROM digest_stories s JOIN digests d
+                      ON d.id = s.digest_id WHERE d.status = 'pending')"""
+            db.execute(f"DELETE FROM entry_tags WHERE entry_id IN ({old})", (_ts(before),))
+            cur = db.execute(f"DELETE FROM entries WHERE id IN ({old})", (_ts(before),))
+            db.execute("""DELETE FROM stories WHERE id NOT IN
+                          (SELECT story_id FROM entries WHERE story_id IS NOT NULL)
+                          AND id NOT IN (SELECT story_id FROM digest_stories)""")
             return cur.rowcount
 
     # -- stories --------------------------------------------------------------------------

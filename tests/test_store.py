@@ -175,3 +175,19 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StorageError, match="newer"):
         Store(db)
+
+
+def test_pruned_entries_are_never_new_again(tmp_path: Path) -> None:
+    old = NOW - timedelta(days=400)
+    with Store(tmp_path / "s.sqlite3") as store:
+        store_entries(store, "a", [entry(1, when=old), entry(2)])
+        claimed = store_entries(store, "a", [entry(3, when=old)])
+        with store.transaction():
+            store.create_story(1, "k", NOW)
+            store.assign_story(claimed[0], 1)
+        store.create_digest("daily", "p", "<m@x>", [1], NOW)  # pending: kept until sent
+        assert store.prune(NOW - timedelta(days=365)) == 1
+        assert store.count_entries() == 2
+        assert store_entries(store, "a", [entry(1, when=old), entry(1, when=old,
+                                                                  summary="edited")]) == []
+        assert store.integrity_check() == "ok"
