@@ -45,11 +45,11 @@ class ServiceSettings:
     def from_section(cls, sec: tomlutil.Section, base_dir: Path) -> ServiceSettings:
         out = cls(
             state_dir=_join(base_dir, sec.get("state_dir", str, "../state")),
-            poll_interval=sec.get("poll_interval", int, 1800, check=_at_least(10)),
-            jitter=sec.get("jitter", int, 60, check=_at_least(0)),
-            stale_after=sec.get("stale_after", int, 0, check=_at_least(0)),
-            retention_days=sec.get("retention_days", int, 0, check=_at_least(0)),
-            parse_workers=sec.get("parse_workers", int, 0, check=_at_least(0)),
+            poll_interval=sec.get("poll_interval", int, 1800, check=tomlutil.at_least(10)),
+            jitter=sec.get("jitter", int, 60, check=tomlutil.at_least(0)),
+            stale_after=sec.get("stale_after", int, 0, check=tomlutil.at_least(0)),
+            retention_days=sec.get("retention_days", int, 0, check=tomlutil.at_least(0)),
+            parse_workers=sec.get("parse_workers", int, 0, check=tomlutil.at_least(0)),
         )
         sec.finish()
         return out
@@ -172,7 +172,7 @@ def _parse_source(sec: tomlutil.Section, base: Path, default_interval: int) -> S
         problem = _tag_name(tag)
         if problem:
             raise sec.error("tags", problem)
-    interval = sec.get("interval", int, default_interval, check=_at_least(10))
+    interval = sec.get("interval", int, default_interval, check=tomlutil.at_least(10))
     sec.finish()
     return Source(
         name=name,
@@ -219,13 +219,6 @@ def _tag_name(tag: str) -> str | None:
     if not _TAG.match(tag):
         return f"{tag!r} is not a tag name (lower-case letters, digits and '-')"
     return None
-
-
-def _at_least(minimum: int):  # type: ignore[no-untyped-def]
-    def check(value: int) -> str | None:
-        return None if value >= minimum else f"must be at least {minimum}, not {value}"
-
-    return check
 
 
 def _unique(

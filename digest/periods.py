@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.errors import HeaderParseError
@@ -129,12 +129,14 @@ class DigestListSettings:
         bcc = sec.get("bcc", bool, len(recipients) > 1)
         hhmm = sec.get("time", str, "07:00", check=_check_hhmm)
         timezone = sec.get("timezone", str, "UTC", check=_check_zone)
-        schedule = sec.get("schedule", str, "daily", check=_one_of("daily", "weekly"))
-        weekday = sec.get("weekday", str, "mon", check=_one_of(*WEEKDAYS))
+        schedule = sec.get("schedule", str, "daily", check=tomlutil.one_of("daily", "weekly"))
+        weekday = sec.get("weekday", str, "mon", check=tomlutil.one_of(*WEEKDAYS))
         if sec.has("weekday") and schedule != "weekly":
             raise sec.error("weekday", 'only used with schedule = "weekly"; remove it')
         selection = sec.get("selection", str, "south-caucasus-diplomacy", check=_check_name)
-        group_by = sec.get("group_by", str, "country", check=_one_of("country", "topic", "none"))
+        group_by = sec.get(
+            "group_by", str, "country", check=tomlutil.one_of("country", "topic", "none")
+        )
         default_order = list(COUNTRY_ORDER) if group_by == "country" else []
         group_order = sec.get_str_list("group_order", default_order)
         if group_by == "topic" and not group_order:
@@ -211,7 +213,9 @@ class SmtpSettings:
     @classmethod
     def from_section(cls, sec: tomlutil.Section, base_dir: Path) -> Self:
         host = sec.get("host", str, check=_check_host)
-        security = sec.get("security", str, "starttls", check=_one_of("starttls", "ssl", "none"))
+        security = sec.get(
+            "security", str, "starttls", check=tomlutil.one_of("starttls", "ssl", "none")
+        )
         port = sec.get("port", int, _DEFAULT_PORTS[security], check=_check_port)
         username = sec.get("username", str, None, check=_check_one_line)
         password_env = sec.get("password_env", str, None, check=_check_env_name)
@@ -267,15 +271,6 @@ def _check_zone(value: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return f"{value!r} is not an IANA time zone name (e.g. 'Asia/Yerevan', 'UTC')"
     return None
-
-
-def _one_of(*allowed: str) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        if value in allowed:
-            return None
-        return f"{value!r} is not one of " + ", ".join(repr(a) for a in allowed)
-
-    return check
 
 
 def _check_labels(value: dict[str, object]) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -57,25 +57,22 @@ class FetchSettings:
         """Read ``[fetch]``; every key is optional."""
         d = cls()
         settings = cls(
-            concurrency=sec.get("concurrency", int, d.concurrency, check=_between(1, 1000)),
-            per_host=sec.get("per_host", int, d.per_host, check=_between(1, 100)),
+            concurrency=sec.get("concurrency", int, d.concurrency, check=tomlutil.between(1, 1000)),
+            per_host=sec.get("per_host", int, d.per_host, check=tomlutil.between(1, 100)),
             connect_timeout=sec.get("connect_timeout", float, d.connect_timeout, check=_positive),
             read_timeout=sec.get("read_timeout", float, d.read_timeout, check=_positive),
             total_timeout=sec.get("total_timeout", float, d.total_timeout, check=_positive),
-            max_bytes=sec.get("max_bytes", int, d.max_bytes, check=_between(1024, 2**31)),
-            max_redirects=sec.get("max_redirects", int, d.max_redirects, check=_between(0, 20)),
-            max_backoff=sec.get("max_backoff", int, d.max_backoff, check=_between(60, 30 * 86400)),
+            max_bytes=sec.get("max_bytes", int, d.max_bytes, check=tomlutil.between(1024, 2**31)),
+            max_redirects=sec.get(
+                "max_redirects", int, d.max_redirects, check=tomlutil.between(0, 20)
+            ),
+            max_backoff=sec.get(
+                "max_backoff", int, d.max_backoff, check=tomlutil.between(60, 30 * 86400)
+            ),
             user_agent=sec.get("user_agent", str, d.user_agent, check=_user_agent),
         )
         sec.finish()
         return settings
-
-
-def _between(low: int, high: int) -> Callable[[int], str | None]:
-    def check(value: int) -> str | None:
-        return None if low <= value <= high else f"must be between {low} and {high}, not {value}"
-
-    return check
 
 
 def _positive(value: float) -> str | None:

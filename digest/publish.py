@@ -20,7 +20,7 @@ import html
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,10 +171,6 @@ def _check_base_url(url: str) -> str | None:
     return None
 
 
-def _at_least(low: int) -> Callable[[int], str | None]:
-    return lambda v: None if v >= low else f"must be at least {low}, not {v}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublishSettings:
     """The ``[publish]`` table: what the feed files contain and where they go."""
@@ -234,8 +230,8 @@ class PublishSettings:
             ),
         )
         base_url = sec.get("base_url", str, d.base_url, check=_check_base_url)
-        max_items = sec.get("max_items", int, d.max_items, check=_at_least(1))
-        max_age_days = sec.get("max_age_days", int, d.max_age_days, check=_at_least(1))
+        max_items = sec.get("max_items", int, d.max_items, check=tomlutil.at_least(1))
+        max_age_days = sec.get("max_age_days", int, d.max_age_days, check=tomlutil.at_least(1))
         tags = sec.get_str_list("tags", [])
         for tag in tags:
             problem = _check_tag(tag)

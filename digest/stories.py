@@ -41,20 +41,29 @@ from rapidfuzz import fuzz
 
 from digest import tomlutil
 from digest.errors import ConfigError
-from digest.textnorm import Terms, terms
+from digest.textnorm import GENERIC_KEYS, Terms, terms
 
-#: weight of the shared-names signal against the text signal
-NAMES_WEIGHT = 0.5
 #: title words count this much more than summary words
 TITLE_WEIGHT = 1.5
-#: a match needs at least this many shared word keys: one common word is no evidence
-MIN_SHARED = 2
+#: names (capitalised words inside a sentence) count this much more than other words
+NAME_WEIGHT = 1.5
+#: generic words (see :data:`textnorm.GENERIC_KEYS`) count this much of an ordinary word
+GENERIC_WEIGHT = 0.5
+#: tagger tags count this much of an ordinary word, and never as distinctive evidence
+TAG_WEIGHT = 0.5
 #: keys in more stored entries than this are not used to find candidates
 MAX_POSTINGS = 64
 #: at most this many keys of a new entry (its rarest) are looked up
 MAX_LOOKUP_KEYS = 6
 #: at most this many candidates (most shared rare keys first) are scored in full
 MAX_CANDIDATES = 6
+#: at most this many members of a candidate story (the closest in time) are compared
+MAX_MEMBERS = 4
+#: a story's score is this share of its best member's score plus the rest of their mean
+BEST_SHARE = 0.5
+#: an entry that matches two stories merges them only if both scores reach this many times
+#: ``join_score``: a loose resemblance to a second story must not fuse two events
+MERGE_FACTOR = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,9 +114,11 @@ class StorySettings:
     #: only entries published this many hours apart can be one story
     window_hours: int = 72
     #: a match needs at least this score (0..1) to join a story
-    join_score: float = 0.09
+    join_score: float = 0.12
     #: the score halves for every this many hours between two entries
-    half_life_hours: int = 12
+    half_life_hours: int = 8
+    #: a match must share at least this many distinctive (not generic) words
+    min_distinct_words: int = 1
     #: two items of one source within this many hours are different stories ...
     same_source_hours: int = 24
     #: ... unless their titles are at least this similar (0..1): one article posted twice
@@ -121,6 +132,9 @@ class StorySettings:
         def positive(value: int) -> str | None:
             return None if value > 0 else "must be a positive number of hours"
 
+        def at_least_one(value: int) -> str | None:
+            return None if value >= 1 else "must be a whole number of at least 1"
+
         def fraction(value: float) -> str | None:
             return None if 0.0 < value <= 1.0 else "must be a number above 0 and at most 1"
 
@@ -129,6 +143,9 @@ class StorySettings:
             window_hours=sec.get("window_hours", int, d.window_hours, check=positive),
             join_score=sec.get("join_score", float, d.join_score, check=fraction),
             half_life_hours=sec.get("half_life_hours", int, d.half_life_hours, check=positive),
+            min_distinct_words=sec.get(
+                "min_distinct_words", int, d.min_distinct_words, check=at_least_one
+            ),
             same_source_hours=sec.get(
                 "same_source_hours", int, d.same_source_hours, check=positive
             ),
@@ -153,31 +170,38 @@ class _Stored:
     item: StoryItem
     #: seconds since the epoch
     at: float
-    #: key -> weight factor (TITLE_WEIGHT for title keys, 1 for summary-only keys)
+    #: word key -> weight factor (title, name and generic factors; no frequency yet)
     keys: dict[str, float]
-    names: frozenset[str]
+    #: keys that can be distinctive evidence: words that are not generic (tags never are)
+    distinct: frozenset[str]
     #: normalised title for the re-post test
     title: str
     #: the story id given when the entry was added (follow merges with find)
     story: int
-    #: key -> weight x inverse document frequency when the entry was added, and the norms
+    #: key -> weight x inverse document frequency when the entry was added, and its norm
     vec: dict[str, float] = field(default_factory=dict)
     norm: float = 0.0
-    name_vec: dict[str, float] = field(default_factory=dict)
-    name_total: float = 0.0
 
 
 def _prepare(item: StoryItem, story: int) -> _Stored:
     title = terms(item.title)
     summary = terms(item.summary)
+    names = title.names | summary.names
     keys: dict[str, float] = dict.fromkeys(summary.keys, 1.0)
     keys.update(dict.fromkeys(title.keys, TITLE_WEIGHT))
-    names = title.names | summary.names | {"#" + t.lower() for t in item.tags}
+    for key in keys:
+        if key in GENERIC_KEYS:
+            keys[key] *= GENERIC_WEIGHT
+        elif key in names:
+            keys[key] *= NAME_WEIGHT
+    distinct = frozenset(k for k in keys if k not in GENERIC_KEYS)
+    for tag in item.tags:
+        keys.setdefault("#" + tag.lower(), TAG_WEIGHT)
     return _Stored(
         item=item,
         at=item.published.timestamp(),
         keys=keys,
-        names=frozenset(names),
+        distinct=distinct,
         title=_title_text(title),
         story=story,
     )
@@ -199,7 +223,8 @@ class StoryIndex:
         self._postings: defaultdict[str, set[int]] = defaultdict(set)
         self._identity: dict[str, int] = {}
         self._parent: dict[int, int] = {}
-        self._members: defaultdict[int, set[int]] = defaultdict(set)
+        # story -> its entries in insertion order (about publication order), as dict keys
+        self._members: defaultdict[int, dict[int, None]] = defaultdict(dict)
         self._assignments: dict[int, Assignment] = {}
         # Document frequencies over every entry seen, not only the window: a short or quiet
         # window must not make common words look rare.
@@ -219,7 +244,7 @@ class StoryIndex:
 
     def _union(self, keep: int, absorb: int) -> None:
         self._parent[absorb] = keep
-        self._members[keep] |= self._members.pop(absorb, set())
+        self._members[keep] |= self._members.pop(absorb, {})
 
     def story_of(self, entry_id: int) -> int:
         """The story id of an entry in the window (after merges); KeyError if not there."""
@@ -260,23 +285,20 @@ class StoryIndex:
     def _count(self, stored: _Stored) -> None:
         self._seen += 1
         self._df.update(stored.keys.keys())
-        self._df.update(stored.names)
         df, n, log = self._df, self._seen + 1, math.log
         stored.vec = {k: w * log(1.0 + n / (df[k] + 1)) for k, w in stored.keys.items()}
         stored.norm = math.sqrt(sum([w * w for w in stored.vec.values()]))
-        stored.name_vec = {k: log(1.0 + n / (df[k] + 1)) for k in stored.names}
-        stored.name_total = sum(stored.name_vec.values())
 
     def _insert(self, stored: _Stored, *, counted: bool = False) -> None:
         if not counted:
             self._count(stored)
         entry_id = stored.item.entry_id
         self._items[entry_id] = stored
-        for key in stored.keys:
+        for key in stored.distinct:
             self._postings[key].add(entry_id)
         for key in _identity_keys(stored.item):
             self._identity.setdefault(key, entry_id)
-        self._members[self._find(stored.story)].add(entry_id)
+        self._members[self._find(stored.story)][entry_id] = None
 
     def evict(self, before: datetime) -> int:
         """Forget entries published before ``before``; returns how many were dropped."""
@@ -285,7 +307,7 @@ class StoryIndex:
         for stored in old:
             entry_id = stored.item.entry_id
             del self._items[entry_id]
-            for key in stored.keys:
+            for key in stored.distinct:
                 posting = self._postings[key]
                 posting.discard(entry_id)
                 if not posting:
@@ -297,7 +319,7 @@ class StoryIndex:
             root = self._find(stored.story)
             members = self._members.get(root)
             if members is not None:
-                members.discard(entry_id)
+                members.pop(entry_id, None)
                 if not members:
                     del self._members[root]
         return len(old)
@@ -309,7 +331,7 @@ class StoryIndex:
 
     def _candidates(self, new: _Stored) -> list[int]:
         postings = self._postings
-        lookup = [k for k in new.keys if 0 < len(postings.get(k, ())) <= MAX_POSTINGS]
+        lookup = [k for k in new.distinct if 0 < len(postings.get(k, ())) <= MAX_POSTINGS]
         if len(lookup) > MAX_LOOKUP_KEYS:
             lookup.sort(key=lambda k: len(postings[k]))
             del lookup[MAX_LOOKUP_KEYS:]
@@ -325,15 +347,10 @@ class StoryIndex:
         shared = list(a.keys() & b.keys())
         dot = sum([a[k] * b[k] for k in shared])
         text = dot / (new.norm * old.norm) if new.norm and old.norm else 0.0
-        names = 0.0
-        if new.name_total and old.name_total:
-            common = [k for k in new.name_vec if k in old.name_vec]
-            if common:
-                both = sum(new.name_vec[k] + old.name_vec[k] for k in common) / 2.0
-                names = min(1.0, both / math.sqrt(new.name_total * old.name_total))
+        distinct = sum(1 for k in shared if k in new.distinct and k in old.distinct)
         decay = 0.5 ** (hours / self.settings.half_life_hours)
-        score = (text + NAMES_WEIGHT * names) / (1.0 + NAMES_WEIGHT) * decay
-        signals = {"text": text, "names": names, "hours": hours, "time": decay}
+        score = text * decay
+        signals = {"text": text, "distinct": float(distinct), "hours": hours, "time": decay}
         return score, signals, shared
 
     def _is_repost(self, a: _Stored, b: _Stored) -> bool:
@@ -367,6 +384,29 @@ class StoryIndex:
                     return True
         return False
 
+    def _story_score(
+        self, new: _Stored, story: int
+    ) -> tuple[float, int, dict[str, float], list[str]] | None:
+        """Score ``new`` against a story's members closest in time; None without evidence.
+
+        The score mixes the best member's score with the mean over members, so that a story
+        is joined for what most of its members say, not for one loose resemblance; and the
+        best member must share ``min_distinct_words`` distinctive words with ``new``.
+        """
+        window = self.settings.window_hours * 3600.0
+        # The latest members only, so that a long-running story costs no more than a short one.
+        latest = itertools.islice(reversed(self._members.get(story, {})), MAX_MEMBERS)
+        members = [m for m in map(self._items.__getitem__, latest) if abs(m.at - new.at) <= window]
+        scored = [(self._signals(new, m), m.item.entry_id) for m in members]
+        if not scored:
+            return None
+        (score, signals, shared), entry_id = max(scored, key=lambda x: x[0][0])
+        if signals["distinct"] < self.settings.min_distinct_words:
+            return None
+        mean = sum(x[0][0] for x in scored) / len(scored)
+        combined = BEST_SHARE * score + (1.0 - BEST_SHARE) * mean
+        return combined, entry_id, {**signals, "best": score, "mean": mean}, shared
+
     def _decide(self, new: _Stored, story_id_for_new: int | None) -> Assignment:
         window = self.settings.window_hours * 3600.0
         # Identity first: the same link or key is the same story, whatever the text says.
@@ -386,24 +426,29 @@ class StoryIndex:
         best: dict[int, tuple[float, int, dict[str, float], list[str]]] = {}
         top: tuple[float, int, dict[str, float], list[str]] | None = None
         blocked: list[int] = []
+        stories: set[int] = set()
         for entry_id in self._candidates(new):
             old = self._items[entry_id]
-            if abs(old.at - new.at) > window:
+            if abs(old.at - new.at) <= window:
+                stories.add(self._find(old.story))
+        for story in stories:
+            found = self._story_score(new, story)
+            if found is None:
                 continue
-            score, signals, shared = self._signals(new, old)
-            if top is None or score > top[0]:
-                top = (score, entry_id, signals, shared)
-            if score < self.settings.join_score or len(shared) < MIN_SHARED:
-                continue
-            story = self._find(old.story)
-            if story not in best or score > best[story][0]:
-                best[story] = (score, entry_id, signals, shared)
+            if top is None or found[0] > top[0]:
+                top = found
+            if found[0] >= self.settings.join_score:
+                best[story] = found
         ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
         chosen: list[int] = []
         for story, _ in ranked:
             if self._conflicts(new, story):
                 blocked.append(story)
-            elif all(not self._stories_conflict(story, c) for c in chosen):
+            elif not chosen or (
+                best[story][0] >= MERGE_FACTOR * self.settings.join_score
+                and best[chosen[0]][0] >= MERGE_FACTOR * self.settings.join_score
+                and all(not self._stories_conflict(story, c) for c in chosen)
+            ):
                 chosen.append(story)
         if not chosen:
             story = self._new_story(story_id_for_new)

@@ -403,13 +403,61 @@ RU_GLOSSARY: dict[str, str] = {
     "вступлен": "accession",
     "обстрел": "shelling",
     "войск": "troops",
+    "визит": "visit",
+    "приб": "arrives",
+    "посол": "ambassador",
+    "посл": "ambassador",
+    "глав": "head",
+    "иностра": "foreign",
+    "международн": "international",
+    "дискусс": "discussions",
+    "обсуд": "discussed",
+    "женев": "geneva",
+    "визов": "visa",
+    "брюссел": "brussels",
+    "китайск": "china",
+    "французск": "france",
+    "немецк": "germany",
+    "казахстанск": "kazakhstan",
 }
+
+# English adjectives of nationality -> the country, so that "Turkish minister" and "Turkey's
+# minister" share a key, as Armenian/Armenia and Russian/Russia already do after stemming.
+DEMONYMS: dict[str, str] = {
+    "turkish": "turkey",
+    "iranian": "iran",
+    "french": "france",
+    "chinese": "china",
+    "german": "germany",
+    "kazakh": "kazakhstan",
+    "ukrainian": "ukraine",
+    "israeli": "israel",
+    "british": "britain",
+    "emirati": "uae",
+}
+
+# Words of diplomatic routine and the names of the region's countries and capitals: every
+# story has them, so sharing them says little about sharing an event. Stories still compare
+# them, at a low weight (see :mod:`stories`); they just never count as distinctive evidence.
+_GENERIC_TEXT = (
+    "minister ministry foreign prime president presidential government official officials "
+    "talks meeting meet visit receive hold discuss discussion international statement "
+    "agreement agree sign deal cooperation relations bilateral partnership strategic issue "
+    "review progress side country countries national state head delegation envoy ambassador "
+    "spokesperson mfa fm fms pm region regional security call phone conversation leader "
+    "deputy chairman arrive mission support trilateral joint round parliament party armenia "
+    "azerbaijan georgia russia iran turkey us usa eu europe france china germany yerevan baku "
+    "tbilisi moscow ankara tehran washington brussels un kremlin caucasus south company "
+    "contract"
+)
+GENERIC_WORDS = tuple(_GENERIC_TEXT.split())
 
 
 def fold(word: str) -> str:
     """Fold transliteration variants of one lower-case ASCII word together."""
     word = word.replace("'", "").replace("’", "")
     word = word.replace("dzh", "j").replace("kh", "h").replace("gh", "h").replace("y", "i")
+    word = word.replace("ch", "\0").replace("c", "k").replace("\0", "ch")
     out: list[str] = []
     for ch in word:
         if not out or out[-1] != ch:
@@ -437,6 +485,7 @@ def word_key(word: str) -> str:
         ascii_word = ascii_word[:-2]
     if ascii_word in STOPWORDS:
         return ""
+    ascii_word = DEMONYMS.get(ascii_word, ascii_word)
     return fold(_EN.stemWord(ascii_word))[:KEY_LENGTH]
 
 
@@ -479,3 +528,7 @@ def _after_stop(text: str, start: int) -> bool:
     while i >= 0 and text[i].isspace():
         i -= 1
     return i < 0 or text[i] in ".!?:;\u2014"
+
+
+#: keys of :data:`GENERIC_WORDS`
+GENERIC_KEYS = frozenset(word_key(w) for w in GENERIC_WORDS) - {""}

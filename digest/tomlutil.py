@@ -146,8 +146,14 @@ def loads(text: str, path: str | Path = "<string>") -> Document:
     return Document(Path(path), data, _scan_lines(text))
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "an array", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "an array",
+    dict: "a table",
+}
 
 
 class Section:
@@ -165,8 +171,13 @@ class Section:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def get(self, key: str, kind: type[T], default: Any = _MISSING,
-            check: Callable[[T], str | None] | None = None) -> T:
+    def get(
+        self,
+        key: str,
+        kind: type[T],
+        default: Any = _MISSING,
+        check: Callable[[T], str | None] | None = None,
+    ) -> T:
         """Return ``data[key]`` checked against ``kind``; ``check`` returns a problem or None."""
         self._seen.add(key)
         if key not in self.data:
@@ -178,8 +189,9 @@ class Section:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise self.error(key, f"must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
-                                  f"not {_describe(value)}")
+            raise self.error(
+                key, f"must be {_TYPE_NAMES.get(kind, kind.__name__)}, not {_describe(value)}"
+            )
         if check is not None:
             problem = check(value)
             if problem:
@@ -190,8 +202,9 @@ class Section:
         values = self.get(key, list, default)
         for i, item in enumerate(values):
             if not isinstance(item, str):
-                raise self.doc.error((*self.path, key, i),
-                                     f"items must be strings, not {_describe(item)}")
+                raise self.doc.error(
+                    (*self.path, key, i), f"items must be strings, not {_describe(item)}"
+                )
         return list(values)
 
     def table(self, key: str, required: bool = False) -> Section:
@@ -203,8 +216,9 @@ class Section:
         values = self.get(key, list, [])
         for i, item in enumerate(values):
             if not isinstance(item, dict):
-                raise self.doc.error((*self.path, key, i),
-                                     f"must be a table ([[{key}]]), not {_describe(item)}")
+                raise self.doc.error(
+                    (*self.path, key, i), f"must be a table ([[{key}]]), not {_describe(item)}"
+                )
             yield Section(self.doc, (*self.path, key, i), item)
 
     def subtables(self) -> Iterator[tuple[str, Section]]:
@@ -230,3 +244,25 @@ def _describe(value: object) -> str:
         if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
             return name
     return type(value).__name__
+
+
+# -- value checks shared by the settings readers (pass as ``check=``) --------------------------
+
+
+def at_least(low: float) -> Callable[[float], str | None]:
+    return lambda v: None if v >= low else f"must be at least {low:g}, not {v:g}"
+
+
+def between(low: float, high: float) -> Callable[[float], str | None]:
+    return lambda v: (
+        None if low <= v <= high else f"must be between {low:g} and {high:g}, not {v:g}"
+    )
+
+
+def one_of(*allowed: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value in allowed:
+            return None
+        return f"{value!r} is not one of " + ", ".join(repr(a) for a in allowed)
+
+    return check
