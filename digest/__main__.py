@@ -1,3 +1,7 @@
+"""``python -m digest``."""
+
 from digest.cli import main
 
-main()
+# Guarded: parser processes re-import the main module when they start.
+if __name__ == "__main__":
+    main()

@@ -1,32 +1,42 @@
 """Group entries into stories: one event, reported by several outlets, shown once.
 
-A new entry joins the story of the stored entry it matches best within the window, or starts
-a new story. Matching is decided per pair (new entry, stored entry) from four signals:
+A new entry joins the story it matches best within the window, or starts a new story.
 
 - identity: the same canonical link or identity key always means the same story;
 - text: weighted cosine of the normalised words of title and summary (see :mod:`textnorm`),
   each word weighted by how rare it is among the entries seen so far (inverse document
-  frequency), so "Armenia" counts little in a South Caucasus feed and "Varzaqan" a lot;
-- names: the share of the capitalised names and tagger tags the shorter text has in common;
-- time: the score halves every ``half_life_hours`` between the two publication times.
+  frequency). Title words and names weigh more; generic words (diplomatic routine such as
+  "minister", "talks", "receives", and the region's countries and capitals) weigh less, so a
+  quiet start, when every word still looks rare, does not make them look like evidence;
+- evidence: a match must share ``min_distinct_words`` words that are not generic. Tagger tags
+  count in the cosine at a low weight but are never evidence;
+- time: entries further apart than ``window_hours`` never match, and the score halves every
+  ``half_life_hours`` between the two publication times. On a busy day, time says little;
+  the text has to carry the decision.
 
-score = (text + NAMES_WEIGHT * names) / (1 + NAMES_WEIGHT) * 0.5 ** (hours / half_life_hours)
+pair score = text * 0.5 ** (hours / half_life_hours)
+
+A story is scored from its latest members, not from one entry: half the best pair score plus
+half the mean over those members, so one loose resemblance to one member is not enough. An
+entry that matches two stories merges them only when it matches both strongly.
 
 One rule overrides the score: two different items that one source published within
 ``same_source_hours`` are two stories (an outlet does not report one event twice) unless their
 titles are near-identical, which is one article posted twice.
 
-Candidates come from an inverted index over word keys; keys found in more than
-``MAX_POSTINGS`` stored entries are skipped for the search (they still count in the score), so
-the cost per new entry stays flat however full the window is.
+Candidates come from an inverted index over distinctive word keys; keys found in more than
+``MAX_POSTINGS`` stored entries are skipped for the search (they still count in the score), and
+only a few candidates and story members are compared, so the cost per new entry stays flat
+however full the window is.
 
-Story ids are ints allocated in order, so the smaller id is the older story. When a new entry
-matches two stories, they merge (union-find) and the smaller id survives; an entry keeps the id
-it was given and :meth:`StoryIndex.story_of` follows the merges.
+Story ids are ints allocated in order, so the smaller id is the older story. When stories
+merge (union-find) the smaller id survives; an entry keeps the id it was given and
+:meth:`StoryIndex.story_of` follows the merges.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -61,9 +71,15 @@ MAX_CANDIDATES = 6
 MAX_MEMBERS = 4
 #: a story's score is this share of its best member's score plus the rest of their mean
 BEST_SHARE = 0.5
+#: a candidate scoring below this share of ``join_score`` does not get its story compared
+PROBE_SHARE = 0.5
 #: an entry that matches two stories merges them only if both scores reach this many times
 #: ``join_score``: a loose resemblance to a second story must not fuse two events
-MERGE_FACTOR = 2.0
+MERGE_FACTOR = 4.0
+#: how much more score a match needs when it shares only one distinctive word
+SINGLE_WORD_FACTOR = 1.3
+#: the hours around an entry over which join_threshold counts other reports
+BUSY_HOURS = 24
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +113,7 @@ class Assignment:
     merged: tuple[int, ...] = ()
     #: score of the best match (0.0 when there was none)
     score: float = 0.0
-    #: the signals of the best match: text, names, hours, time factor (and link/key)
+    #: the signals of the best match: text, distinct, hours, time, best, mean (or identity)
     signals: Mapping[str, float] = field(default_factory=dict)
     #: the stored entry it matched best, if any
     matched_entry_id: int | None = None
@@ -114,11 +130,14 @@ class StorySettings:
     #: only entries published this many hours apart can be one story
     window_hours: int = 72
     #: a match needs at least this score (0..1) to join a story
-    join_score: float = 0.12
+    join_score: float = 0.06
     #: the score halves for every this many hours between two entries
-    half_life_hours: int = 8
+    half_life_hours: int = 12
     #: a match must share at least this many distinctive (not generic) words
     min_distinct_words: int = 1
+    #: reports per 24 hours that count as a quiet day; on busier days join_score is raised
+    #: by the square root of how many times busier the day is
+    quiet_day: int = 12
     #: two items of one source within this many hours are different stories ...
     same_source_hours: int = 24
     #: ... unless their titles are at least this similar (0..1): one article posted twice
@@ -146,6 +165,7 @@ class StorySettings:
             min_distinct_words=sec.get(
                 "min_distinct_words", int, d.min_distinct_words, check=at_least_one
             ),
+            quiet_day=sec.get("quiet_day", int, d.quiet_day, check=at_least_one),
             same_source_hours=sec.get(
                 "same_source_hours", int, d.same_source_hours, check=positive
             ),
@@ -189,12 +209,11 @@ def _prepare(item: StoryItem, story: int) -> _Stored:
     names = title.names | summary.names
     keys: dict[str, float] = dict.fromkeys(summary.keys, 1.0)
     keys.update(dict.fromkeys(title.keys, TITLE_WEIGHT))
-    for key in keys:
-        if key in GENERIC_KEYS:
-            keys[key] *= GENERIC_WEIGHT
-        elif key in names:
-            keys[key] *= NAME_WEIGHT
-    distinct = frozenset(k for k in keys if k not in GENERIC_KEYS)
+    distinct = frozenset(keys.keys() - GENERIC_KEYS)
+    for key in keys.keys() & GENERIC_KEYS:
+        keys[key] *= GENERIC_WEIGHT
+    for key in names & distinct:
+        keys[key] *= NAME_WEIGHT
     for tag in item.tags:
         keys.setdefault("#" + tag.lower(), TAG_WEIGHT)
     return _Stored(
@@ -231,6 +250,8 @@ class StoryIndex:
         self._df: Counter[str] = Counter()
         self._seen = 0
         self._next_story = 1
+        # Publication times of the window, sorted: how busy the hours around an entry are.
+        self._times: list[float] = []
 
     # -- stories (union-find) ------------------------------------------------------------
 
@@ -299,11 +320,13 @@ class StoryIndex:
         for key in _identity_keys(stored.item):
             self._identity.setdefault(key, entry_id)
         self._members[self._find(stored.story)][entry_id] = None
+        bisect.insort(self._times, stored.at)
 
     def evict(self, before: datetime) -> int:
         """Forget entries published before ``before``; returns how many were dropped."""
         limit = before.timestamp()
         old = [s for s in self._items.values() if s.at < limit]
+        del self._times[: bisect.bisect_left(self._times, limit)]
         for stored in old:
             entry_id = stored.item.entry_id
             del self._items[entry_id]
@@ -326,20 +349,24 @@ class StoryIndex:
 
     # -- the decision --------------------------------------------------------------------
 
-    def _idf(self, key: str) -> float:
-        return math.log(1.0 + (self._seen + 1) / (self._df[key] + 1))
-
-    def _candidates(self, new: _Stored) -> list[int]:
+    def _related(self, new: _Stored) -> Counter[int]:
+        """Entries sharing one of ``new``'s rarer distinctive words, with how many they share."""
         postings = self._postings
-        lookup = [k for k in new.distinct if 0 < len(postings.get(k, ())) <= MAX_POSTINGS]
+        lookup = [
+            k
+            for k in new.keys
+            if k in new.distinct and 0 < len(postings.get(k, ())) <= MAX_POSTINGS
+        ]
         if len(lookup) > MAX_LOOKUP_KEYS:
             lookup.sort(key=lambda k: len(postings[k]))
             del lookup[MAX_LOOKUP_KEYS:]
         # Count shared rare keys in C; all looked-up keys are rare, so a count ranks well.
-        hits = Counter(itertools.chain.from_iterable(postings[k] for k in lookup))
-        if len(hits) <= MAX_CANDIDATES:
-            return list(hits)
-        return [entry_id for entry_id, _ in hits.most_common(MAX_CANDIDATES)]
+        return Counter(itertools.chain.from_iterable(postings[k] for k in lookup))
+
+    def _candidates(self, related: Counter[int]) -> list[int]:
+        if len(related) <= MAX_CANDIDATES:
+            return list(related)
+        return [entry_id for entry_id, _ in related.most_common(MAX_CANDIDATES)]
 
     def _signals(self, new: _Stored, old: _Stored) -> tuple[float, dict[str, float], list[str]]:
         hours = abs(new.at - old.at) / 3600.0
@@ -407,8 +434,18 @@ class StoryIndex:
         combined = BEST_SHARE * score + (1.0 - BEST_SHARE) * mean
         return combined, entry_id, {**signals, "best": score, "mean": mean}, shared
 
+    def join_threshold(self, at: float) -> float:
+        """``join_score``, raised on busy days: the more reports appear around the same hours,
+        the likelier two of them look alike by chance, so the more evidence a join needs."""
+        half = BUSY_HOURS * 1800.0
+        times = self._times
+        near = bisect.bisect_right(times, at + half) - bisect.bisect_left(times, at - half)
+        return self.settings.join_score * max(1.0, math.sqrt(near / self.settings.quiet_day))
+
     def _decide(self, new: _Stored, story_id_for_new: int | None) -> Assignment:
         window = self.settings.window_hours * 3600.0
+        related = self._related(new)
+        threshold = self.join_threshold(new.at)
         # Identity first: the same link or key is the same story, whatever the text says.
         for key in _identity_keys(new.item):
             entry_id = self._identity.get(key)
@@ -427,17 +464,22 @@ class StoryIndex:
         top: tuple[float, int, dict[str, float], list[str]] | None = None
         blocked: list[int] = []
         stories: set[int] = set()
-        for entry_id in self._candidates(new):
+        for entry_id in self._candidates(related):
             old = self._items[entry_id]
-            if abs(old.at - new.at) <= window:
+            if abs(old.at - new.at) > window:
+                continue
+            score, signals, shared = self._signals(new, old)
+            if top is None or score > top[0]:
+                top = (score, entry_id, signals, shared)
+            # Only a story with a fair first match is worth comparing with its other members.
+            if score >= PROBE_SHARE * threshold:
                 stories.add(self._find(old.story))
         for story in stories:
             found = self._story_score(new, story)
-            if found is None:
-                continue
-            if top is None or found[0] > top[0]:
-                top = found
-            if found[0] >= self.settings.join_score:
+            # One shared rare word is weak evidence: such a match needs a higher score.
+            if found is not None and found[0] >= threshold * (
+                1.0 if found[2].get("distinct", 0) >= 2 else SINGLE_WORD_FACTOR
+            ):
                 best[story] = found
         ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
         chosen: list[int] = []
@@ -445,8 +487,8 @@ class StoryIndex:
             if self._conflicts(new, story):
                 blocked.append(story)
             elif not chosen or (
-                best[story][0] >= MERGE_FACTOR * self.settings.join_score
-                and best[chosen[0]][0] >= MERGE_FACTOR * self.settings.join_score
+                best[story][0] >= MERGE_FACTOR * threshold
+                and best[chosen[0]][0] >= MERGE_FACTOR * threshold
                 and all(not self._stories_conflict(story, c) for c in chosen)
             ):
                 chosen.append(story)
@@ -456,7 +498,7 @@ class StoryIndex:
             if blocked:
                 reason += f"; story {blocked[0]} has another item of {new.item.source} that day"
             elif top is not None:
-                reason += f"; best match below {self.settings.join_score:g}"
+                reason += f"; best match below {threshold:g}"
             return Assignment(
                 entry_id=new.item.entry_id,
                 story_id=story,
@@ -473,7 +515,7 @@ class StoryIndex:
                 self._union(keep, story)
         score, entry_id, signals, shared = best[chosen[0]]
         merged = tuple(sorted(s for s in chosen if s != keep))
-        reason = f"joined: score {score:.3f} >= {self.settings.join_score:g} with entry {entry_id}"
+        reason = f"joined: score {score:.3f} >= {threshold:g} with entry {entry_id}"
         if merged:
             reason += "; bridged stories " + ", ".join(str(s) for s in merged)
         return Assignment(

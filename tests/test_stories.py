@@ -60,6 +60,9 @@ def item(
         ("Shusha", "Shushi"),
         ("recognises", "recognizes", "recognised"),
         ("Georgia", "Грузии"),
+        ("Turkey", "Turkish", "Турции"),
+        ("Geneva", "Женеве"),
+        ("corridor", "коридоре"),
     ],
 )
 def test_spelling_variants_share_one_key(variants: tuple[str, ...]) -> None:
@@ -226,6 +229,145 @@ def test_russian_item_joins_english_report() -> None:
     assert ru.joined and ru.story_id == first.story_id
 
 
+# Pairs of same-day items from a busy day that share only the vocabulary of diplomacy, a
+# country, a capital or one loose word. Each pair must stay two stories.
+SAME_DAY_DIFFERENT_EVENTS = [
+    (
+        (
+            "Prime minister receives newly appointed ambassador of France",
+            "The prime minister received the new ambassador. They discussed visa liberalisation "
+            "and cooperation in defence.",
+        ),
+        (
+            "Foreign minister of Turkey arrives in Baku on official visit",
+            "The minister will be received by the president for talks on the Kars railway.",
+        ),
+    ),
+    (
+        (
+            "Georgia and China review their strategic partnership",
+            "Officials met in Tbilisi to review the agreement; the Anaklia port was on the agenda.",
+        ),
+        (
+            "Armenia and Iran review progress on the road through Syunik",
+            "The intergovernmental commission discussed the Agarak crossing and freight transit.",
+        ),
+    ),
+    (
+        (
+            "Yerevan software firm signs supply contract with logistics company",
+            "The developer will supply route-planning software to a company from Hamburg.",
+        ),
+        (
+            "What is on the table in the Syunik transit talks",
+            "The route linking Azerbaijan with Nakhchivan is negotiated by Yerevan and Baku.",
+        ),
+    ),
+    (
+        (
+            "Envoy addresses UN Security Council on mine clearance",
+            "The permanent representative called for international support for demining.",
+        ),
+        (
+            "Geneva International Discussions hold new round",
+            "The round was co-chaired by the OSCE, the UN and the EU.",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_DAY_DIFFERENT_EVENTS)
+def test_same_day_items_sharing_only_generic_words_stay_apart(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    index = StoryIndex(StorySettings())
+    # A day's worth of other diplomacy, so that word frequencies are those of a real window.
+    for i, title in enumerate(BACKGROUND):
+        index.add(item(100 + i, title, source=f"B{i}", hours=-6 + i * 0.2))
+    a = index.add(item(1, *first, source="Armenpress", hours=1))
+    b = index.add(item(2, *second, source="APA", hours=2))
+    assert b.story_id != a.story_id, b.reason
+
+
+BACKGROUND = [
+    "Foreign minister meets EU foreign policy chief in Brussels",
+    "President holds phone call with president of Kazakhstan",
+    "Prime minister receives delegation of the European Parliament",
+    "Armenia and Azerbaijan border commissions hold new meeting",
+    "Georgian parliament adopts state budget in second reading",
+    "Iran and Azerbaijan discuss regional security in Tehran",
+    "Russian deputy foreign minister visits Yerevan",
+    "Turkey and Georgia sign agreement on energy cooperation",
+]
+
+
+def test_same_event_with_distinctive_words_joins_on_a_busy_day() -> None:
+    index = StoryIndex(StorySettings())
+    for i, title in enumerate(BACKGROUND):
+        index.add(item(100 + i, title, source=f"B{i}", hours=-6 + i * 0.2))
+    first = index.add(
+        item(
+            1,
+            "Mirzoyan and Bayramov discuss peace agenda in Abu Dhabi",
+            "The foreign ministers met on the sidelines of the forum.",
+            source="Armenpress",
+        )
+    )
+    second = index.add(
+        item(2, "Azerbaijani, Armenian FMs hold talks in Abu Dhabi", source="APA", hours=0.5)
+    )
+    assert second.joined and second.story_id == first.story_id
+    assert second.signals["distinct"] >= 1 and {"abu", "dhabi"} <= set(second.shared)
+
+
+def test_russian_item_joins_english_report_through_the_glossary() -> None:
+    index = StoryIndex(StorySettings())
+    first = index.add(
+        item(
+            1,
+            "Geneva International Discussions hold new round",
+            "The 66th round took place, co-chaired by the OSCE, the UN and the EU.",
+            source="Civil.ge",
+        )
+    )
+    ru = index.add(
+        item(
+            2,
+            "В Женеве прошел очередной раунд международных дискуссий",
+            "В Женеве завершился 66-й раунд дискуссий по безопасности в Закавказье.",
+            source="TASS",
+            hours=1.5,
+        )
+    )
+    assert ru.joined and ru.story_id == first.story_id
+
+
+def test_a_loose_match_to_a_second_story_does_not_merge_two_events() -> None:
+    index = StoryIndex(StorySettings())
+    for i, title in enumerate(BACKGROUND):
+        index.add(item(100 + i, title, source=f"B{i}", hours=-6 + i * 0.2))
+    a = index.add(item(1, "Kars railway talks resume in Baku", source="APA"))
+    b = index.add(
+        item(
+            2,
+            "Anaklia port tender reopened for bids from European builders",
+            "Four consortia have until March to submit offers for the deep-sea port.",
+            source="Civil.ge",
+        )
+    )
+    c = index.add(
+        item(
+            3,
+            "Kars railway talks resume in Baku as transport ministers meet",
+            "The railway would carry freight to Black Sea ports such as Anaklia.",
+            source="Trend",
+            hours=0.5,
+        )
+    )
+    assert c.joined and c.story_id == a.story_id and c.merged == ()
+    assert index.story_of(2) == b.story_id != a.story_id
+
+
 # -- identity and merges ------------------------------------------------------------------
 
 
@@ -343,6 +485,7 @@ def test_settings_defaults_and_values(tmp_path: Path) -> None:
         ("window_hours = 0", "window_hours", "positive"),
         ("join_score = 1.5", "join_score", "at most 1"),
         ("join_score = 'high'", "join_score", "must be a number"),
+        ("min_distinct_words = 0", "min_distinct_words", "at least 1"),
         ("window_hours = 12\nsame_source_hours = 24", "same_source_hours", "window_hours"),
     ],
 )
