@@ -38,6 +38,7 @@ from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
     CycleReport,
+    Entry,
     FetchResult,
     NewEntry,
     ParsedEntry,
@@ -60,8 +61,9 @@ from digest.periods import (
 )
 from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
-from digest.stories import StoryIndex, StoryItem
-from digest.tag import Rules, format_explanation, load_rules, tag_text
+from digest.stories import StoryIndex, StoryItem, story_terms
+from digest.tag import Rules, TagDecision, format_explanation, load_rules, tag_text
+from digest.textnorm import Terms
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +75,27 @@ POOL_MIN_BYTES = 64 * 1024
 _TAG_RE = re.compile(r"<[^>]+>")
 
 
-#: how much of an entry's content the tagger reads: the lead carries the signal, and the
-#: rest of a long article only costs time
-TAG_CONTENT_CHARS = 1500
+#: how much of an entry's summary and content the tagger reads: the lead carries the signal,
+#: and the rest of a long article only costs time
+TAG_TEXT_CHARS = 600
 #: how much of a summary story grouping compares
 STORY_SUMMARY_CHARS = 600
 
 
-def html_text(fragment: str, limit: int = TAG_CONTENT_CHARS) -> str:
+def html_text(fragment: str, limit: int = TAG_TEXT_CHARS) -> str:
     """The first ``limit`` characters of an HTML fragment as plain text."""
     text = " ".join(html.unescape(_TAG_RE.sub(" ", fragment[: limit * 4])).split())
     return text[:limit]
 
 
-Tagging = tuple[tuple[str, ...], dict[str, float]]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """What a parser process computes for each entry besides parsing it."""
+
+    tags: tuple[str, ...]
+    scores: dict[str, float]
+    #: the story grouping's normalised words of title and summary
+    terms: tuple[Terms, Terms]
 
 _worker_rules: Rules | None = None
 
@@ -96,21 +105,28 @@ def _init_worker(rules_path: str) -> None:
     _worker_rules = load_rules(Path(rules_path))
 
 
-def tag_entry(rules: Rules, entry: ParsedEntry, source_tags: Sequence[str]) -> Tagging:
-    decision = tag_text(rules, title=entry.title, summary=entry.summary,
-                        content=html_text(entry.content_html), source_tags=source_tags)
-    return decision.tags, dict(decision.scores)
+def decide_tags(rules: Rules, entry: ParsedEntry | Entry,
+                source_tags: Sequence[str]) -> TagDecision:
+    """The tags of an entry, from its title and the lead of its summary and content."""
+    return tag_text(rules, title=entry.title, summary=entry.summary[:TAG_TEXT_CHARS],
+                    content=html_text(entry.content_html), source_tags=source_tags)
+
+
+def prepare_entry(rules: Rules, entry: ParsedEntry, source_tags: Sequence[str]) -> Prepared:
+    decision = decide_tags(rules, entry, source_tags)
+    return Prepared(tags=decision.tags, scores=dict(decision.scores),
+                    terms=story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS]))
 
 
 def parse_and_tag(
     body: bytes, headers: dict[str, str], base: str | None, now: datetime,
     source_tags: tuple[str, ...],
-) -> tuple[ParsedFeed, list[Tagging]]:
-    """Runs in a parser process: parsing and tagging are the CPU-heavy steps of a cycle, so
-    both run on every core; the main process only stores."""
+) -> tuple[ParsedFeed, list[Prepared]]:
+    """Runs in a parser process: parsing, tagging and word normalisation are the CPU-heavy
+    steps of a cycle, so they run on every core; the main process stores and groups."""
     parsed = parse_feed(body, headers, base, now)
     assert _worker_rules is not None, "the pool initializer loads the rules"
-    return parsed, [tag_entry(_worker_rules, e, source_tags) for e in parsed.entries]
+    return parsed, [prepare_entry(_worker_rules, e, source_tags) for e in parsed.entries]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,10 +205,10 @@ class Pipeline:
                 parsed: object = None
                 hashes: tuple[str, ...] | None = None
                 skipped = 0
-                tags: list[Tagging] | None = None
+                prepared: list[Prepared] | None = None
                 if result.outcome == "ok":
                     try:
-                        parsed, hashes, skipped, tags = await self._parse(
+                        parsed, hashes, skipped, prepared = await self._parse(
                             result, src, now, use_pool
                         )
                     except ParseError as exc:
@@ -209,7 +225,8 @@ class Pipeline:
                         )
                 try:
                     return self._store_source(src, state, result, parsed, now,
-                                              item_hashes=hashes, skipped=skipped, tags=tags)
+                                              item_hashes=hashes, skipped=skipped,
+                                              prepared=prepared)
                 except StorageError:
                     raise  # the state itself is unusable: every source would fail alike
                 except Exception as exc:
@@ -240,7 +257,7 @@ class Pipeline:
 
     async def _parse(
         self, result: FetchResult, src: Source, now: datetime, use_pool: bool
-    ) -> tuple[ParsedFeed, tuple[str, ...] | None, int, list[Tagging] | None]:
+    ) -> tuple[ParsedFeed, tuple[str, ...] | None, int, list[Prepared] | None]:
         """Parse only the items whose raw bytes are new; returns the feed, the hashes of all
         its items (to remember), how many unchanged items were skipped, and the entries' tags
         when a parser process computed them."""
@@ -268,7 +285,7 @@ class Pipeline:
     async def _parse_bytes(
         self, body: bytes, result: FetchResult, src: Source, base: str | None, now: datetime,
         use_pool: bool,
-    ) -> tuple[ParsedFeed, list[Tagging] | None]:
+    ) -> tuple[ParsedFeed, list[Prepared] | None]:
         if not use_pool or len(body) < POOL_MIN_BYTES:
             return parse_feed(body, result.headers, base, now), None
         loop = asyncio.get_running_loop()
@@ -306,7 +323,7 @@ class Pipeline:
         *,
         item_hashes: tuple[str, ...] | None = None,
         skipped: int = 0,
-        tags: list[Tagging] | None = None,
+        prepared: list[Prepared] | None = None,
     ) -> SourceReport:
         """Record one source's outcome: entries and state in one transaction."""
         ttl = parsed.ttl_minutes if isinstance(parsed, ParsedFeed) else None
@@ -343,15 +360,15 @@ class Pipeline:
         keyed = key_entries(parsed.entries, src.name)
         known = self.store.lookup_keys(all_keys(keyed))
         update = decide(src.name, keyed, known, new_state, parsed.rejected)
-        known_tags = (
-            {id(e): t for e, t in zip(parsed.entries, tags, strict=True)} if tags else {}
+        done = (
+            {id(e): p for e, p in zip(parsed.entries, prepared, strict=True)} if prepared else {}
         )
-        update = replace(self._tag_update(update, src, known_tags), item_hashes=item_hashes,
+        update = replace(self._tag_update(update, src, done), item_hashes=item_hashes,
                          unchanged=update.unchanged + skipped)
         with self.store.transaction():
             new_ids = self.store.apply_update(update, now)
             try:
-                self._group(update.new, new_ids, src.name, now)
+                self._group(update.new, new_ids, src.name, now, done)
             except BaseException:
                 self._index = None  # rebuilt from storage next time
                 raise
@@ -386,16 +403,17 @@ class Pipeline:
         return SourceReport(source=src.name, status="error", error=error)
 
     def _tag_update(
-        self, update: SourceUpdate, src: Source, known: dict[int, Tagging] | None = None
+        self, update: SourceUpdate, src: Source, known: dict[int, Prepared] | None = None
     ) -> SourceUpdate:
         """Tags for the new and changed entries (computed here unless a parser process did)."""
         known = known or {}
 
         def tagged(item: NewEntry | ChangedEntry) -> NewEntry | ChangedEntry:
-            names, scores = known.get(id(item.parsed)) or tag_entry(
-                self.rules, item.parsed, src.tags
-            )
-            return replace(item, tags=names, scores=scores)
+            done = known.get(id(item.parsed))
+            if done is not None:
+                return replace(item, tags=done.tags, scores=done.scores)
+            decision = decide_tags(self.rules, item.parsed, src.tags)
+            return replace(item, tags=decision.tags, scores=dict(decision.scores))
 
         return replace(
             update,
@@ -431,10 +449,12 @@ class Pipeline:
         return self._index
 
     def _group(
-        self, new: Sequence[NewEntry], ids: Sequence[int], source: str, now: datetime
+        self, new: Sequence[NewEntry], ids: Sequence[int], source: str, now: datetime,
+        known: dict[int, Prepared] | None = None,
     ) -> None:
         if not new:
             return
+        known = known or {}
         index = self.story_index(now)
         index.evict(now - timedelta(hours=self.config.stories.window_hours))
         next_id = self.store.next_story_id()
@@ -451,6 +471,7 @@ class Pipeline:
                     link_key=item.canonical_link,
                     keys=item.keys.all(),
                     tags=item.tags,
+                    terms=done.terms if (done := known.get(id(item.parsed))) else None,
                 ),
                 story_id_for_new=next_id,
             )
@@ -614,11 +635,7 @@ class Pipeline:
             with self.store.transaction():
                 for entry in batch:
                     src = sources.get(entry.source)
-                    decision = tag_text(
-                        self.rules, title=entry.title, summary=entry.summary,
-                        content=html_text(entry.content_html),
-                        source_tags=src.tags if src else (),
-                    )
+                    decision = decide_tags(self.rules, entry, src.tags if src else ())
                     if decision.tags != entry.tags:
                         changed += 1
                     self.store.set_tags(entry.id, decision.tags, decision.scores)
@@ -633,9 +650,7 @@ class Pipeline:
             raise DigestError(f"no stored entry with id or link {ref!r}; "
                               "`digest status` shows what is stored")
         src = next((s for s in self.config.sources if s.name == entry.source), None)
-        decision = tag_text(self.rules, title=entry.title, summary=entry.summary,
-                            content=html_text(entry.content_html),
-                            source_tags=src.tags if src else ())
+        decision = decide_tags(self.rules, entry, src.tags if src else ())
         lines = [f"entry {entry.id}: {entry.title}",
                  f"source: {entry.source}; link: {entry.link or '-'}; "
                  f"published {entry.published:%Y-%m-%d %H:%M} UTC", "",

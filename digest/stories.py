@@ -98,6 +98,8 @@ class StoryItem:
     keys: tuple[str, ...] = ()
     #: tags or entities from the tagger, if any
     tags: tuple[str, ...] = ()
+    #: ``story_terms(title, summary)`` when already computed (in a parser process), else None
+    terms: tuple[Terms, Terms] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,9 +205,13 @@ class _Stored:
     norm: float = 0.0
 
 
+def story_terms(title: str, summary: str) -> tuple[Terms, Terms]:
+    """The normalised words of a title and a summary: the costly part of adding an entry."""
+    return terms(title), terms(summary)
+
+
 def _prepare(item: StoryItem, story: int) -> _Stored:
-    title = terms(item.title)
-    summary = terms(item.summary)
+    title, summary = item.terms or story_terms(item.title, item.summary)
     names = title.names | summary.names
     keys: dict[str, float] = dict.fromkeys(summary.keys, 1.0)
     keys.update(dict.fromkeys(title.keys, TITLE_WEIGHT))
