@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 #: below this many feeds to parse, a process pool costs more than it saves
 POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
-POOL_MIN_BYTES = 64 * 1024
+POOL_MIN_BYTES = 8 * 1024
 
 _TAG_RE = re.compile(r"<[^>]+>")
 
