@@ -101,7 +101,9 @@ def canonical_link(url: str | None) -> str | None:
 
 
 def _canonical(url: str) -> str | None:
-    url = _NEWLINES.sub("", url.strip())  # spaces left inside are escaped below
+    # The fragment goes first, so that "x #top" and "x" meet; spaces left inside are
+    # escaped below.
+    url = _NEWLINES.sub("", url.split("#", 1)[0].strip())
     if url.startswith("//"):
         url = "https:" + url
     parts = urlsplit(url)

@@ -23,7 +23,7 @@ from digest.dedupe import KnownEntry
 from digest.errors import StorageError
 from digest.models import Entry, Source, SourceState, SourceUpdate, Story
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -130,6 +130,10 @@ _MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     -- Why an entry joined or started its story, for explain after a restart.
     ALTER TABLE entries ADD COLUMN story_reason TEXT;
+    """,
+    3: """
+    -- The story index loads the keys of recent entries by entry id.
+    CREATE INDEX entry_keys_entry ON entry_keys (entry_id);
     """,
 }
 
@@ -526,9 +530,11 @@ class Store:
                       ON d.id = s.digest_id WHERE d.status = 'pending')"""
             db.execute(f"DELETE FROM entry_tags WHERE entry_id IN ({old})", (_ts(before),))
             cur = db.execute(f"DELETE FROM entries WHERE id IN ({old})", (_ts(before),))
+            # The newest story row stays even when empty, so story ids are never reused.
             db.execute("""DELETE FROM stories WHERE id NOT IN
                           (SELECT story_id FROM entries WHERE story_id IS NOT NULL)
-                          AND id NOT IN (SELECT story_id FROM digest_stories)""")
+                          AND id NOT IN (SELECT story_id FROM digest_stories)
+                          AND id < (SELECT max(id) FROM stories)""")
             return cur.rowcount
 
     # -- stories --------------------------------------------------------------------------
