@@ -567,6 +567,12 @@ class Store:
             "UPDATE OR IGNORE mailed SET story_id = ? WHERE story_id = ?", (survivor, absorbed)
         )
         db.execute("DELETE FROM mailed WHERE story_id = ?", (absorbed,))
+        # A digest still waiting to be delivered keeps the merged story in it.
+        db.execute(
+            "UPDATE OR IGNORE digest_stories SET story_id = ? WHERE story_id = ?",
+            (survivor, absorbed),
+        )
+        db.execute("DELETE FROM digest_stories WHERE story_id = ?", (absorbed,))
 
     def stories(
         self,

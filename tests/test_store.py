@@ -114,6 +114,8 @@ def test_stories_merge_and_mailed_survives(tmp_path: Path) -> None:
         assert story.id == 1 and [e.id for e in story.entries] == ids
         assert story.uid == story_uid("k1")
         assert store.stories(tag="sel", exclude_mailed_to="daily") == []
+        pending = store.digest("daily", "2026-11-26")
+        assert pending is not None and pending.story_ids == (1,)  # the resend keeps the story
 
 
 def test_partial_delivery_keeps_accepted_recipients(tmp_path: Path) -> None:
