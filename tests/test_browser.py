@@ -144,3 +144,37 @@ def test_page_in_chromium(tmp_path: Path) -> None:
             loop.call_soon_threadsafe(stop.set)
         thread.join(10)
     assert dialogs == []
+
+
+def test_digest_html_in_chromium(tmp_path: Path) -> None:
+    """The mailed HTML shows every story (and "also reported by") in a real browser, loads
+    nothing from outside and runs nothing from a feed."""
+    from playwright.sync_api import sync_playwright
+
+    from digest.periods import DigestListSettings, period_for
+    from digest.render import build_context, render_digest
+
+    lst = DigestListSettings(name="daily", recipients=("a@example.org",), bcc=False,
+                             timezone="Asia/Yerevan")
+    ctx = build_context(STORIES, lst, period_for(lst, NOW),
+                        feed_url="https://digest.example.org/feed.xml", now=NOW)
+    html, _ = render_digest(ctx, templates_dir=None)
+    path = tmp_path / "digest.html"
+    path.write_text(html, encoding="utf-8")
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(path.as_uri())
+            for title in ("Pashinyan and Aliyev meet", "Tbilisi talks"):
+                assert page.get_by_role("link", name=title).is_visible()
+            assert page.get_by_text("APA").first.is_visible()  # also reported by
+            assert page.get_by_text(HOSTILE, exact=True).is_visible()
+            assert page.evaluate("typeof window.pwned") == "undefined"
+            # reads on a phone: nothing wider than the screen
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        finally:
+            browser.close()
+    assert requests == [path.as_uri()], f"the digest loaded something else: {requests}"
