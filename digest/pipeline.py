@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 import logging
 import multiprocessing
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest import fetch, politeness
@@ -38,10 +35,8 @@ from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
     CycleReport,
-    Entry,
     FetchResult,
     NewEntry,
-    ParsedEntry,
     ParsedFeed,
     Source,
     SourceReport,
@@ -59,11 +54,17 @@ from digest.periods import (
     period_by_key,
     period_for,
 )
+from digest.prepare import (
+    STORY_SUMMARY_CHARS,
+    Prepared,
+    decide_tags,
+    init_worker,
+    parse_and_tag,
+)
 from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
-from digest.stories import StoryIndex, StoryItem, story_terms
-from digest.tag import Rules, TagDecision, format_explanation, load_rules, tag_text
-from digest.textnorm import Terms
+from digest.stories import StoryIndex, StoryItem
+from digest.tag import Rules, format_explanation, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -71,63 +72,6 @@ log = logging.getLogger(__name__)
 POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
 POOL_MIN_BYTES = 8 * 1024
-
-_TAG_RE = re.compile(r"<[^>]+>")
-
-
-#: how much of an entry's summary and content the tagger reads: the lead carries the signal,
-#: and the rest of a long article only costs time
-TAG_TEXT_CHARS = 600
-#: how much of a summary story grouping compares
-STORY_SUMMARY_CHARS = 600
-
-
-def html_text(fragment: str, limit: int = TAG_TEXT_CHARS) -> str:
-    """The first ``limit`` characters of an HTML fragment as plain text."""
-    text = " ".join(html.unescape(_TAG_RE.sub(" ", fragment[: limit * 4])).split())
-    return text[:limit]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Prepared:
-    """What a parser process computes for each entry besides parsing it."""
-
-    tags: tuple[str, ...]
-    scores: dict[str, float]
-    #: the story grouping's normalised words of title and summary
-    terms: tuple[Terms, Terms]
-
-_worker_rules: Rules | None = None
-
-
-def _init_worker(rules_path: str) -> None:
-    global _worker_rules
-    _worker_rules = load_rules(Path(rules_path))
-
-
-def decide_tags(rules: Rules, entry: ParsedEntry | Entry,
-                source_tags: Sequence[str]) -> TagDecision:
-    """The tags of an entry, from its title and the lead of its summary and content."""
-    return tag_text(rules, title=entry.title, summary=entry.summary[:TAG_TEXT_CHARS],
-                    content=html_text(entry.content_html), source_tags=source_tags)
-
-
-def prepare_entry(rules: Rules, entry: ParsedEntry, source_tags: Sequence[str]) -> Prepared:
-    decision = decide_tags(rules, entry, source_tags)
-    return Prepared(tags=decision.tags, scores=dict(decision.scores),
-                    terms=story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS]))
-
-
-def parse_and_tag(
-    body: bytes, headers: dict[str, str], base: str | None, now: datetime,
-    source_tags: tuple[str, ...],
-) -> tuple[ParsedFeed, list[Prepared]]:
-    """Runs in a parser process: parsing, tagging and word normalisation are the CPU-heavy
-    steps of a cycle, so they run on every core; the main process stores and groups."""
-    parsed = parse_feed(body, headers, base, now)
-    assert _worker_rules is not None, "the pool initializer loads the rules"
-    return parsed, [prepare_entry(_worker_rules, e, source_tags) for e in parsed.entries]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DigestOutcome:
@@ -306,9 +250,9 @@ class Pipeline:
         if self._pool is None:
             workers = self.config.service.parse_workers or os.cpu_count() or 1
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["digest.pipeline"])
+            ctx.set_forkserver_preload(["digest.prepare"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_init_worker,
+                workers, mp_context=ctx, initializer=init_worker,
                 initargs=(str(self.config.tagging.rules),),
             )
         return self._pool
