@@ -27,12 +27,10 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -40,6 +38,7 @@ from xml.sax.saxutils import escape
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "bench")]
 
+from bench.loopback import CountingServer  # noqa: E402
 from bench.poll import Launcher  # noqa: E402
 from digest.config import load_config  # noqa: E402
 from digest.identity import canonical_link, entry_keys  # noqa: E402
@@ -97,7 +96,7 @@ def render(source: int, generation: int) -> bytes:
     ).encode()
 
 
-class LoadServer:
+class LoadServer(CountingServer):
     """Serves ``count`` feeds on 127.0.0.1; ``modes[i]`` is "etag" (304 when unchanged) or
     "plain" (no validators: the same body again)."""
 
@@ -105,24 +104,7 @@ class LoadServer:
         self.modes = modes
         self.generations = [0] * count
         self.bodies: dict[tuple[int, int], bytes] = {}
-        self.stats: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                server.handle(self)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        ThreadingHTTPServer.request_queue_size = 512
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__()
 
     def url(self, source: int) -> str:
         return f"{self.base_url}/feed/{source}.xml"
@@ -164,25 +146,6 @@ class LoadServer:
             req.send_header("ETag", etag)
         req.end_headers()
         req.wfile.write(body)
-
-    def _count(self, status: str, size: int = 0) -> None:
-        with self.lock:
-            self.stats["requests"] += 1
-            self.stats[status] += 1
-            self.stats["bytes"] += size
-
-    def snapshot(self) -> Counter[str]:
-        with self.lock:
-            return Counter(self.stats)
-
-    def __enter__(self) -> LoadServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------- state

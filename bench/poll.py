@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import psutil
@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "bench")]
 
 from bench import feedgen_synth as synth  # noqa: E402
+from bench.loopback import CountingServer  # noqa: E402
 from digest.opml import toml_string  # noqa: E402
 
 MIB = 1024 * 1024
@@ -61,31 +62,14 @@ PHASES = {
 # --------------------------------------------------------------------------- feed server
 
 
-class FeedServer:
+class FeedServer(CountingServer):
     """Serves the synthetic feeds on 127.0.0.1 with ETag, Last-Modified and 304 answers."""
 
     def __init__(self, plan: list[synth.SynthFeed]) -> None:
         self.plan = {f.path: f for f in plan}
         self.bodies: dict[str, tuple[bytes, str, str]] = {}
-        self.stats: Counter[str] = Counter()
-        self.lock = threading.Lock()
         self.generation = -1
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                server.handle(self)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        ThreadingHTTPServer.request_queue_size = 512
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__()
 
     def set_generation(self, generation: int) -> int:
         """Render every feed at ``generation``; return the total size in bytes."""
@@ -129,25 +113,6 @@ class FeedServer:
         req.send_header("Last-Modified", modified)
         req.end_headers()
         req.wfile.write(body)
-
-    def _count(self, status: str, size: int = 0) -> None:
-        with self.lock:
-            self.stats["requests"] += 1
-            self.stats[status] += 1
-            self.stats["bytes"] += size
-
-    def snapshot(self) -> Counter[str]:
-        with self.lock:
-            return Counter(self.stats)
-
-    def __enter__(self) -> FeedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 def _not_modified(
