@@ -13,6 +13,7 @@ feedparser's lenient fallback parser performs without expat's amplification limi
 
 from __future__ import annotations
 
+import codecs
 import html
 import io
 import re
@@ -87,7 +88,7 @@ def parse_feed(
         raise ParseError("empty response body; the server sent no feed", url=url)
     hdrs = {str(k).lower(): str(v) for k, v in headers.items()}
     content_type = hdrs.get("content-type", "")
-    hdrs = _feed_headers(hdrs)
+    hdrs = _prefer_utf8(body, _feed_headers(hdrs))
     _refuse_entity_bombs(body, hdrs, url)
     try:
         result = feedparser.parse(
@@ -143,6 +144,39 @@ def _feed_headers(hdrs: dict[str, str]) -> dict[str, str]:
     if hdrs and not hdrs.get("content-type", "").strip():
         return {**hdrs, "content-type": "application/xml"}
     return hdrs
+
+
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.I)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([\w.:-]+)""", re.I)
+_ONE_BYTE_PREFIXES = ("cp", "iso8859", "latin", "koi8", "mac-", "ascii")
+
+
+def _prefer_utf8(body: bytes, hdrs: dict[str, str]) -> dict[str, str]:
+    """Read as UTF-8 a body that declares a one-byte charset but is valid UTF-8 with non-ASCII
+    characters (a lying declaration, common after a site's migration): text in a one-byte
+    charset practically never forms valid UTF-8 by accident, while the declared charset would
+    turn every Cyrillic, Armenian or Georgian letter into mojibake. The opposite lie, UTF-8
+    declared for one-byte text, fails to decode and falls to feedparser's detection (chardet).
+    """
+    match = _CHARSET.search(hdrs.get("content-type", ""))
+    declared = match.group(1) if match else None
+    if declared is None:
+        found = _XML_ENCODING.match(body[:512])
+        declared = found.group(1).decode("ascii") if found else None
+    if not declared or body.isascii():
+        return hdrs
+    try:
+        name = codecs.lookup(declared).name
+    except LookupError:
+        return hdrs
+    if name.startswith("utf") or not name.startswith(_ONE_BYTE_PREFIXES):
+        return hdrs
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return hdrs
+    media = hdrs.get("content-type", "").split(";")[0].strip() or "application/xml"
+    return {**hdrs, "content-type": f"{media}; charset=utf-8"}
 
 
 def _base_url(hdrs: Mapping[str, str], base_url: str | None) -> str | None:

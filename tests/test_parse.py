@@ -542,3 +542,33 @@ def test_any_bytes_give_a_feed_or_a_parse_error(body: bytes, content_type: str) 
     except ParseError:
         return
     assert isinstance(feed, ParsedFeed)
+
+
+# -- charsets that lie ------------------------------------------------------------------------
+
+CYRILLIC_TITLE = "Глава МИД Армении прибыл в Баку"
+
+
+def _rss_bytes(encoding: str, declared: str) -> bytes:
+    doc = (f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel>'
+           f"<title>t</title><item><title>{CYRILLIC_TITLE}</title>"
+           "<link>https://ex.ru/1</link></item></channel></rss>")
+    return doc.encode(encoding)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "declared", "header"),
+    [
+        ("utf-8", "windows-1251", None),  # the XML declaration lies
+        ("utf-8", "utf-8", "text/xml; charset=windows-1251"),  # the HTTP header lies
+        ("windows-1251", "utf-8", None),  # one-byte text declared as UTF-8: detected
+        ("windows-1251", "windows-1251", None),  # honest: unchanged
+        ("koi8-r", "koi8-r", "application/rss+xml; charset=koi8-r"),  # honest header
+    ],
+)
+def test_lying_charsets_still_give_the_right_letters(
+    encoding: str, declared: str, header: str | None
+) -> None:
+    headers = {"content-type": header} if header else {}
+    feed = parse_feed(_rss_bytes(encoding, declared), headers, "https://ex.ru/", NOW)
+    assert [e.title for e in feed.entries] == [CYRILLIC_TITLE]
