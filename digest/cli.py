@@ -251,15 +251,21 @@ def _print_cycle(report: Any) -> None:
 
 @cli.command()
 @click.option("--all", "force", is_flag=True, help="Poll every source, even if not due yet.")
+@click.option("--no-publish", is_flag=True, help="Do not rewrite the feeds after the cycle.")
 @pass_state
-def poll(state: State, force: bool) -> None:
-    """Run one poll cycle: fetch, parse, dedupe, tag and store every due source."""
+def poll(state: State, force: bool, no_publish: bool) -> None:
+    """Run one poll cycle: fetch, parse, dedupe, tag and store every due source, then
+    publish the feeds."""
     with state.pipeline() as pipe:
         due, _ = pipe.due_sources(utcnow(), force=force)
         report = asyncio.run(
             pipe.poll(utcnow(), force=force, progress=_progress(len(due)), clock=utcnow)
         )
+        written, shown = ([], 0) if no_publish else pipe.publish(utcnow())
     _print_cycle(report)
+    if not no_publish:
+        click.echo(f"feed: {shown} stories in {state.config.publish.output_dir / 'feed.xml'} "
+                   f"({len(written)} file(s) changed)")
     if report.failed:
         raise click.exceptions.Exit(EXIT_FAILURE)
 
