@@ -402,6 +402,7 @@ class Pipeline:
         index = self.story_index(now)
         index.evict(now - timedelta(hours=self.config.stories.window_hours))
         next_id = self.store.next_story_id()
+        assigned: list[tuple[int, int, str | None]] = []
         for item, entry_id in sorted(
             zip(new, ids, strict=True), key=lambda p: (p[0].parsed.published, p[1])
         ):
@@ -422,9 +423,13 @@ class Pipeline:
             if not result.joined:
                 self.store.create_story(result.story_id, item.keys.all()[0], now)
                 next_id = max(next_id, result.story_id) + 1
-            self.store.assign_story(entry_id, result.story_id, index.explain(entry_id))
-            for absorbed in result.merged:
-                self.store.merge_stories(result.story_id, absorbed)
+            assigned.append((entry_id, result.story_id, index.explain(entry_id)))
+            if result.merged:
+                self.store.assign_stories(assigned)  # a merge must see every assignment
+                assigned.clear()
+                for absorbed in result.merged:
+                    self.store.merge_stories(result.story_id, absorbed)
+        self.store.assign_stories(assigned)
 
     # -- publish ------------------------------------------------------------------------
 

@@ -385,6 +385,8 @@ class Store:
         """Store one source's fetch outcome atomically; returns the new entries' ids."""
         with self.transaction() as db:
             new_ids: list[int] = []
+            key_rows: list[tuple[str, int]] = []
+            tag_rows: list[tuple[str, int, float]] = []
             for item in update.new:
                 cur = db.execute(
                     """INSERT INTO entries (source, guid, link, canonical_link, title, summary,
@@ -409,11 +411,14 @@ class Store:
                 )
                 entry_id = int(cur.lastrowid or 0)
                 new_ids.append(entry_id)
-                db.executemany(
-                    "INSERT OR IGNORE INTO entry_keys (key, entry_id) VALUES (?, ?)",
-                    [(k, entry_id) for k in item.keys.all()],
-                )
-                self._write_tags(entry_id, item.tags, item.scores)
+                key_rows.extend((k, entry_id) for k in item.keys.all())
+                tag_rows.extend((t, entry_id, float(item.scores.get(t, 1.0))) for t in item.tags)
+            db.executemany(
+                "INSERT OR IGNORE INTO entry_keys (key, entry_id) VALUES (?, ?)", key_rows
+            )
+            db.executemany(
+                "INSERT INTO entry_tags (tag, entry_id, score) VALUES (?, ?, ?)", tag_rows
+            )
             for ch in update.changed:
                 db.execute(
                     """UPDATE entries SET guid=?, link=?, canonical_link=?, title=?, summary=?,
@@ -549,9 +554,13 @@ class Store:
         )
 
     def assign_story(self, entry_id: int, story_id: int, reason: str | None = None) -> None:
-        self.db.execute(
+        self.assign_stories([(entry_id, story_id, reason)])
+
+    def assign_stories(self, rows: Sequence[tuple[int, int, str | None]]) -> None:
+        """Record (entry id, story id, reason) for many entries; call inside a transaction."""
+        self.db.executemany(
             "UPDATE entries SET story_id = ?, story_reason = ? WHERE id = ?",
-            (story_id, reason, entry_id),
+            [(story, reason, entry) for entry, story, reason in rows],
         )
 
     def story_reason(self, entry_id: int) -> str | None:
