@@ -403,6 +403,14 @@ class Pipeline:
         index.evict(now - timedelta(hours=self.config.stories.window_hours))
         next_id = self.store.next_story_id()
         assigned: list[tuple[int, int, str | None]] = []
+        created: list[tuple[int, str]] = []
+
+        def flush() -> None:
+            self.store.create_stories(created, now)
+            self.store.assign_stories(assigned)
+            created.clear()
+            assigned.clear()
+
         for item, entry_id in sorted(
             zip(new, ids, strict=True), key=lambda p: (p[0].parsed.published, p[1])
         ):
@@ -421,15 +429,14 @@ class Pipeline:
                 story_id_for_new=next_id,
             )
             if not result.joined:
-                self.store.create_story(result.story_id, item.keys.all()[0], now)
+                created.append((result.story_id, item.keys.all()[0]))
                 next_id = max(next_id, result.story_id) + 1
             assigned.append((entry_id, result.story_id, index.explain(entry_id)))
             if result.merged:
-                self.store.assign_stories(assigned)  # a merge must see every assignment
-                assigned.clear()
+                flush()  # a merge must see every story and assignment made so far
                 for absorbed in result.merged:
                     self.store.merge_stories(result.story_id, absorbed)
-        self.store.assign_stories(assigned)
+        flush()
 
     # -- publish ------------------------------------------------------------------------
 

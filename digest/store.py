@@ -529,10 +529,13 @@ class Store:
         """Delete entries published before ``before``; their identity keys stay, so an old
         item that a feed lists again is still recognised and never reported twice."""
         with self.transaction() as db:
-            # Entries of a digest still waiting to be delivered stay until it is sent.
+            # Entries of a digest still waiting to be delivered stay until it is sent. The row
+            # with the highest id stays too: SQLite hands out max(id) + 1, and a reused id
+            # would make the kept identity keys of the deleted entry point at a new one.
             old = """SELECT id FROM entries WHERE published < ? AND coalesce(story_id, 0) NOT IN
                      (SELECT s.story_id FROM digest_stories s JOIN digests d
-                      ON d.id = s.digest_id WHERE d.status = 'pending')"""
+                      ON d.id = s.digest_id WHERE d.status = 'pending')
+                     AND id < (SELECT max(id) FROM entries)"""
             db.execute(f"DELETE FROM entry_tags WHERE entry_id IN ({old})", (_ts(before),))
             cur = db.execute(f"DELETE FROM entries WHERE id IN ({old})", (_ts(before),))
             # The newest story row stays even when empty, so story ids are never reused.
@@ -548,9 +551,13 @@ class Store:
         return int(self._query("SELECT coalesce(max(id), 0) + 1 FROM stories")[0][0])
 
     def create_story(self, story_id: int, first_key: str, now: datetime) -> None:
-        self.db.execute(
+        self.create_stories([(story_id, first_key)], now)
+
+    def create_stories(self, stories: Sequence[tuple[int, str]], now: datetime) -> None:
+        """New stories as (id, identity key of the first entry); call inside a transaction."""
+        self.db.executemany(
             "INSERT INTO stories (id, uid, created_at) VALUES (?, ?, ?)",
-            (story_id, story_uid(first_key), _ts(now)),
+            [(story_id, story_uid(key), _ts(now)) for story_id, key in stories],
         )
 
     def assign_story(self, entry_id: int, story_id: int, reason: str | None = None) -> None:

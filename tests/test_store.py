@@ -193,3 +193,15 @@ def test_pruned_entries_are_never_new_again(tmp_path: Path) -> None:
         assert store_entries(store, "a", [entry(1, when=old), entry(1, when=old,
                                                                   summary="edited")]) == []
         assert store.integrity_check() == "ok"
+
+
+def test_pruning_never_lets_a_new_entry_inherit_old_keys(tmp_path: Path) -> None:
+    old = NOW - timedelta(days=400)
+    with Store(tmp_path / "s.sqlite3") as store:
+        store_entries(store, "a", [entry(1, when=old), entry(2, when=old)])
+        store.prune(NOW - timedelta(days=365))
+        [new_id] = store_entries(store, "a", [entry(3)])
+        # the pruned entry's keys still point at an id that no new entry has taken
+        keys = store.lookup_keys(key_entries([entry(1, when=old), entry(2, when=old)],
+                                             "a")[0].keys.all())
+        assert keys and all(k.entry_id != new_id for k in keys.values())
