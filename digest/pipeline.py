@@ -35,6 +35,7 @@ from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
     CycleReport,
+    Entry,
     FetchResult,
     NewEntry,
     ParsedFeed,
@@ -65,6 +66,7 @@ from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
 from digest.stories import StoryIndex, StoryItem
 from digest.tag import Rules, format_explanation, load_rules
+from digest.textnorm import Terms
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class Pipeline:
         self.store = store
         self.rules: Rules = load_rules(config.tagging.rules)
         self._index: StoryIndex | None = None
+        # Normalised words computed by parser processes for entries not yet grouped.
+        self._terms: dict[int, tuple[Terms, Terms]] = {}
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def close(self) -> None:
@@ -188,6 +192,9 @@ class Pipeline:
             finally:
                 for task in tasks:
                     task.cancel()
+        grouped = self.group_pending(now)
+        if grouped:
+            log.debug("grouped %d new entries into stories", grouped)
         finished = clock() if clock else now
         order = {s.name: i for i, s in enumerate(self.config.sources)}
         reports.sort(key=lambda r: order.get(r.source, 0))
@@ -309,13 +316,11 @@ class Pipeline:
         )
         update = replace(self._tag_update(update, src, done), item_hashes=item_hashes,
                          unchanged=update.unchanged + skipped)
-        with self.store.transaction():
-            new_ids = self.store.apply_update(update, now)
-            try:
-                self._group(update.new, new_ids, src.name, now, done)
-            except BaseException:
-                self._index = None  # rebuilt from storage next time
-                raise
+        new_ids = self.store.apply_update(update, now)
+        for item, entry_id in zip(update.new, new_ids, strict=True):
+            prepared_here = done.get(id(item.parsed))
+            if prepared_here is not None:
+                self._terms[entry_id] = prepared_here.terms
         status = "new" if update.new else ("updated" if update.changed else "unchanged")
         return SourceReport(
             source=src.name,
@@ -392,15 +397,29 @@ class Pipeline:
             self._index = index
         return self._index
 
-    def _group(
-        self, new: Sequence[NewEntry], ids: Sequence[int], source: str, now: datetime,
-        known: dict[int, Prepared] | None = None,
-    ) -> None:
-        if not new:
-            return
-        known = known or {}
-        index = self.story_index(now)
-        index.evict(now - timedelta(hours=self.config.stories.window_hours))
+    def group_pending(self, now: datetime) -> int:
+        """Put every entry that has no story yet into one, oldest first.
+
+        Runs once per cycle, after all sources are stored, so that the result does not
+        depend on which fetch finished first; entries stored by a cycle that died before
+        this step are grouped by the next one. Returns how many entries were grouped.
+        """
+        entries = self.store.ungrouped_entries()
+        if not entries:
+            return 0
+        keys = self.store.entry_keys([e.id for e in entries])
+        try:
+            index = self.story_index(now)
+            index.evict(now - timedelta(hours=self.config.stories.window_hours))
+            with self.store.transaction():
+                self._group(index, entries, keys, now)
+        except BaseException:
+            self._index = None  # it may hold decisions that were rolled back: rebuild it
+            raise
+        return len(entries)
+
+    def _group(self, index: StoryIndex, entries: Sequence[Entry],
+               keys: dict[int, list[str]], now: datetime) -> None:
         next_id = self.store.next_story_id()
         assigned: list[tuple[int, int, str | None]] = []
         created: list[tuple[int, str]] = []
@@ -411,27 +430,27 @@ class Pipeline:
             created.clear()
             assigned.clear()
 
-        for item, entry_id in sorted(
-            zip(new, ids, strict=True), key=lambda p: (p[0].parsed.published, p[1])
-        ):
+        for entry in entries:
+            entry_keys = sorted(keys.get(entry.id, ()), key=_key_rank)
             result = index.add(
                 StoryItem(
-                    entry_id=entry_id,
-                    source=source,
-                    published=item.parsed.published,
-                    title=item.parsed.title,
-                    summary=item.parsed.summary[:STORY_SUMMARY_CHARS],
-                    link_key=item.canonical_link,
-                    keys=item.keys.all(),
-                    tags=item.tags,
-                    terms=done.terms if (done := known.get(id(item.parsed))) else None,
+                    entry_id=entry.id,
+                    source=entry.source,
+                    published=entry.published,
+                    title=entry.title,
+                    summary=entry.summary[:STORY_SUMMARY_CHARS],
+                    link_key=entry.canonical_link,
+                    keys=tuple(entry_keys),
+                    tags=entry.tags,
+                    terms=self._terms.pop(entry.id, None),
                 ),
                 story_id_for_new=next_id,
             )
             if not result.joined:
-                created.append((result.story_id, item.keys.all()[0]))
+                created.append((result.story_id, entry_keys[0] if entry_keys else
+                                f"entry:{entry.id}"))
                 next_id = max(next_id, result.story_id) + 1
-            assigned.append((entry_id, result.story_id, index.explain(entry_id)))
+            assigned.append((entry.id, result.story_id, index.explain(entry.id)))
             if result.merged:
                 flush()  # a merge must see every story and assignment made so far
                 for absorbed in result.merged:
@@ -645,3 +664,9 @@ def _interleave_hosts(
         out.extend(q.pop(0) for q in queues)
         queues = [q for q in queues if q]
     return out
+
+
+def _key_rank(key: str) -> tuple[int, str]:
+    """A story's public id comes from its first entry's guid, else its link, else its title."""
+    kind = key.split(":", 1)[0]
+    return ({"guid": 0, "link": 1}.get(kind, 2), key)

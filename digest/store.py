@@ -514,6 +514,11 @@ class Store:
         )
         return [_entry(r) for r in rows]
 
+    def ungrouped_entries(self) -> list[Entry]:
+        """Entries that belong to no story yet, oldest first."""
+        rows = self._query("SELECT * FROM entries WHERE story_id IS NULL ORDER BY published, id")
+        return [_entry(r) for r in rows]
+
     def entry_keys(self, entry_ids: Sequence[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for i in range(0, len(entry_ids), 500):

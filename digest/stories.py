@@ -59,8 +59,10 @@ TITLE_WEIGHT = 1.5
 NAME_WEIGHT = 1.5
 #: generic words (see :data:`textnorm.GENERIC_KEYS`) count this much of an ordinary word
 GENERIC_WEIGHT = 0.5
-#: tagger tags count this much of an ordinary word, and never as distinctive evidence
-TAG_WEIGHT = 0.5
+#: tagger tags count this much of an ordinary word, and never as distinctive evidence. Zero:
+#: every diplomacy report shares the diplomacy tags, so they made unrelated reports of a busy
+#: day look alike (and the labelled sets carry no tags, so they could not be tuned)
+TAG_WEIGHT = 0.0
 #: keys in more stored entries than this are not used to find candidates
 MAX_POSTINGS = 64
 #: at most this many keys of a new entry (its rarest) are looked up
@@ -220,8 +222,9 @@ def _prepare(item: StoryItem, story: int) -> _Stored:
         keys[key] *= GENERIC_WEIGHT
     for key in names & distinct:
         keys[key] *= NAME_WEIGHT
-    for tag in item.tags:
-        keys.setdefault("#" + tag.lower(), TAG_WEIGHT)
+    if TAG_WEIGHT:
+        for tag in item.tags:
+            keys.setdefault("#" + tag.lower(), TAG_WEIGHT)
     return _Stored(
         item=item,
         at=item.published.timestamp(),

@@ -553,3 +553,26 @@ def test_unchanged_items_are_not_parsed_again(
         assert (report.new, report.updated, report.unchanged) == (1, 1, 5)
         assert parsed_counts == [6, 2]
         assert len(titles(pipe)) == 7
+
+
+def test_entries_stored_by_a_cycle_that_died_before_grouping_are_grouped_next_time(
+    feed_server: FeedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed_server.add("/a.xml", rss([MEETING_A, GEORGIA_EU]))
+    path = write_config(FETCH + sources_toml(feed_server, {"a": "/a.xml"}))
+    real_group = pipeline_module.Pipeline.group_pending
+
+    def dies(self: Pipeline, now: datetime) -> int:
+        raise RuntimeError("killed between storing and grouping")
+
+    monkeypatch.setattr(pipeline_module.Pipeline, "group_pending", dies)
+    with open_pipeline(path) as pipe, pytest.raises(RuntimeError):
+        poll(pipe)
+    monkeypatch.setattr(pipeline_module.Pipeline, "group_pending", real_group)
+    with open_pipeline(path) as pipe:
+        assert len(pipe.store.ungrouped_entries()) == 2
+        assert poll(pipe, NOW + timedelta(hours=1)).new == 0
+        assert pipe.store.ungrouped_entries() == []
+        assert {s.lead.title for s in pipe.published_stories(NOW + timedelta(hours=1))} >= {
+            MEETING_A.title
+        }
