@@ -70,6 +70,8 @@ from digest.textnorm import Terms
 
 log = logging.getLogger(__name__)
 
+#: entries grouped per transaction (and held in memory at once) at the end of a cycle
+GROUP_BATCH = 2000
 #: below this many feeds to parse, a process pool costs more than it saves
 POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
@@ -404,19 +406,19 @@ class Pipeline:
         depend on which fetch finished first; entries stored by a cycle that died before
         this step are grouped by the next one. Returns how many entries were grouped.
         """
-        entries = self.store.ungrouped_entries()
-        if not entries:
-            return 0
-        keys = self.store.entry_keys([e.id for e in entries])
-        try:
-            index = self.story_index(now)
-            index.evict(now - timedelta(hours=self.config.stories.window_hours))
-            with self.store.transaction():
-                self._group(index, entries, keys, now)
-        except BaseException:
-            self._index = None  # it may hold decisions that were rolled back: rebuild it
-            raise
-        return len(entries)
+        grouped = 0
+        while entries := self.store.ungrouped_entries(GROUP_BATCH):
+            keys = self.store.entry_keys([e.id for e in entries])
+            try:
+                index = self.story_index(now)
+                index.evict(now - timedelta(hours=self.config.stories.window_hours))
+                with self.store.transaction():
+                    self._group(index, entries, keys, now)
+            except BaseException:
+                self._index = None  # it may hold decisions that were rolled back: rebuild it
+                raise
+            grouped += len(entries)
+        return grouped
 
     def _group(self, index: StoryIndex, entries: Sequence[Entry],
                keys: dict[int, list[str]], now: datetime) -> None:
@@ -460,22 +462,25 @@ class Pipeline:
     # -- publish ------------------------------------------------------------------------
 
     def published_stories(self, now: datetime, tag: str | None = None) -> list[Story]:
-        """The selected stories that the feeds and the page show, newest first."""
+        """The newest selected stories (of one tag, if given) that a feed or the page shows."""
         settings = self.config.publish
-        stories = self.store.stories(
-            tag=settings.selection, since=now - timedelta(days=settings.max_age_days)
+        return self.store.stories(
+            tag=settings.selection, also_tag=tag, limit=settings.max_items,
+            since=now - timedelta(days=settings.max_age_days),
         )
-        if tag is not None:
-            stories = [s for s in stories if tag in s.tags]
-        return stories
 
     def publish(self, now: datetime) -> tuple[list[str], int]:
         """Write every feed file; returns the files that changed and the story count."""
         settings = self.config.publish
         stories = self.published_stories(now)
+        shown = len(stories)
+        seen = {s.id for s in stories}
+        for tag in settings.tags:  # each tag's feed has its own newest max_items
+            extra = [s for s in self.published_stories(now, tag) if s.id not in seen]
+            seen.update(s.id for s in extra)
+            stories.extend(extra)
         files = publishing.build_all(stories, settings, now)
         written = publishing.write_outputs(settings.output_dir, files)
-        shown = min(len(stories), settings.max_items)
         self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
         return written, shown
 

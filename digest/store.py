@@ -514,9 +514,16 @@ class Store:
         )
         return [_entry(r) for r in rows]
 
-    def ungrouped_entries(self) -> list[Entry]:
-        """Entries that belong to no story yet, oldest first."""
-        rows = self._query("SELECT * FROM entries WHERE story_id IS NULL ORDER BY published, id")
+    def ungrouped_entries(self, limit: int = 2000) -> list[Entry]:
+        """The oldest ``limit`` entries that belong to no story yet, without their content
+        (grouping reads titles and summaries only)."""
+        rows = self._query(
+            """SELECT id, source, guid, link, canonical_link, title, summary,
+                      '' AS content_html, authors, published, updated, first_seen, tags,
+                      story_id
+               FROM entries WHERE story_id IS NULL ORDER BY published, id LIMIT ?""",
+            (limit,),
+        )
         return [_entry(r) for r in rows]
 
     def entry_keys(self, entry_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -603,13 +610,19 @@ class Store:
         limit: int | None = None,
         story_ids: Sequence[int] | None = None,
         exclude_mailed_to: str | None = None,
+        also_tag: str | None = None,
     ) -> list[Story]:
-        """Stories with at least one entry carrying ``tag``, newest first."""
+        """Stories with at least one entry carrying ``tag`` (and, with ``also_tag``, one
+        carrying that tag too), newest first."""
         where: list[str] = ["e.story_id IS NOT NULL"]
         params: list[Any] = []
         if tag is not None:
             where.append("e.id IN (SELECT entry_id FROM entry_tags WHERE tag = ?)")
             params.append(tag)
+        if also_tag is not None:
+            where.append("""e.story_id IN (SELECT x.story_id FROM entries x
+                            JOIN entry_tags t ON t.entry_id = x.id WHERE t.tag = ?)""")
+            params.append(also_tag)
         if since is not None:
             where.append("e.published >= ?")
             params.append(_ts(since))

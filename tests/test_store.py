@@ -205,3 +205,19 @@ def test_pruning_never_lets_a_new_entry_inherit_old_keys(tmp_path: Path) -> None
         keys = store.lookup_keys(key_entries([entry(1, when=old), entry(2, when=old)],
                                              "a")[0].keys.all())
         assert keys and all(k.entry_id != new_id for k in keys.values())
+
+
+def test_stories_of_a_selection_and_a_tag_newest_first_and_bounded(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        ids = store_entries(store, "a", [entry(n, when=NOW - timedelta(hours=n))
+                                         for n in (1, 2, 3)])
+        with store.transaction():
+            for sid, eid in enumerate(ids, start=1):
+                store.create_story(sid, f"k{sid}", NOW)
+                store.assign_story(eid, sid)
+            store.set_tags(ids[0], ["sel"], {})
+            store.set_tags(ids[1], ["sel", "armenia"], {})
+            store.set_tags(ids[2], ["sel", "armenia"], {})
+        assert [s.id for s in store.stories(tag="sel", limit=2)] == [1, 2]
+        assert [s.id for s in store.stories(tag="sel", also_tag="armenia")] == [2, 3]
+        assert [s.id for s in store.stories(tag="sel", also_tag="armenia", limit=1)] == [2]
