@@ -72,6 +72,9 @@ log = logging.getLogger(__name__)
 
 #: entries grouped per transaction (and held in memory at once) at the end of a cycle
 GROUP_BATCH = 2000
+#: words normalised by the parser processes are kept for this many entries until grouping;
+#: beyond, grouping normalises again rather than hold a huge first cycle in memory
+MAX_KEPT_TERMS = 5000
 #: below this many feeds to parse, a process pool costs more than it saves
 POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
@@ -321,7 +324,7 @@ class Pipeline:
         new_ids = self.store.apply_update(update, now)
         for item, entry_id in zip(update.new, new_ids, strict=True):
             prepared_here = done.get(id(item.parsed))
-            if prepared_here is not None:
+            if prepared_here is not None and len(self._terms) < MAX_KEPT_TERMS:
                 self._terms[entry_id] = prepared_here.terms
         status = "new" if update.new else ("updated" if update.changed else "unchanged")
         return SourceReport(
