@@ -24,7 +24,6 @@ import time
 import tracemalloc
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -40,14 +39,13 @@ import httpx
 import psutil
 import pytest
 
-from digest.config import load_config
 from digest.models import CycleReport, Entry, SourceReport
 from digest.pipeline import Pipeline
-from digest.store import Store
 from digest.web import make_app, start_server
 from tests.conftest import RULES
 from tests.servers import FeedServer
 from tests.smtp import SmtpServer
+from tests.test_pipeline import open_pipeline
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 CORPUS = Path(__file__).resolve().parents[2] / "shared/corpus/feedparser-tests"
@@ -172,18 +170,6 @@ def write_config(
     path = tmp_path / "digest.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-@contextmanager
-def open_pipeline(config_path: Path) -> Iterator[Pipeline]:
-    config = load_config(config_path)
-    store = Store(config.db_path)
-    pipe = Pipeline(config, store)
-    try:
-        yield pipe
-    finally:
-        pipe.close()
-        store.close()
 
 
 @dataclass(slots=True, kw_only=True)
