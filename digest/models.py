@@ -253,6 +253,8 @@ class NewEntry:
     canonical_link: str | None
     tags: tuple[str, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
+    #: story grouping's normalised words (``digest.stories.encode_terms``)
+    terms: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +267,8 @@ class ChangedEntry:
     canonical_link: str | None
     tags: tuple[str, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
+    #: story grouping's normalised words (``digest.stories.encode_terms``)
+    terms: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

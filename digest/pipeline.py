@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from digest import fetch, politeness
 from digest import publish as publishing
 from digest.config import Config
-from digest.dedupe import all_keys, decide, key_entries
+from digest.dedupe import KeyedEntry, all_keys, decide, key_entries
 from digest.errors import (
     ConfigError,
     DigestDeliveryError,
@@ -35,7 +35,6 @@ from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
     CycleReport,
-    Entry,
     FetchResult,
     NewEntry,
     ParsedFeed,
@@ -60,21 +59,17 @@ from digest.prepare import (
     Prepared,
     decide_tags,
     init_worker,
-    parse_and_tag,
+    parse_and_prepare,
 )
 from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
-from digest.stories import StoryIndex, StoryItem
+from digest.stories import StoryIndex, StoryItem, encode_terms, story_terms
 from digest.tag import Rules, format_explanation, load_rules
-from digest.textnorm import Terms
 
 log = logging.getLogger(__name__)
 
 #: entries grouped per transaction (and held in memory at once) at the end of a cycle
 GROUP_BATCH = 2000
-#: words normalised by the parser processes are kept for this many entries until grouping;
-#: beyond, grouping normalises again rather than hold a huge first cycle in memory
-MAX_KEPT_TERMS = 5000
 #: below this many feeds to parse, a process pool costs more than it saves
 POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
@@ -100,8 +95,6 @@ class Pipeline:
         self.store = store
         self.rules: Rules = load_rules(config.tagging.rules)
         self._index: StoryIndex | None = None
-        # Normalised words computed by parser processes for entries not yet grouped.
-        self._terms: dict[int, tuple[Terms, Terms]] = {}
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def close(self) -> None:
@@ -248,7 +241,8 @@ class Pipeline:
         pool = self._get_pool()
         try:
             return await loop.run_in_executor(
-                pool, parse_and_tag, body, dict(result.headers), base, now, src.tags
+                pool, parse_and_prepare, body, dict(result.headers), base, now, src.name,
+                src.tags,
             )
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): a broken pool refuses all later work,
@@ -313,19 +307,17 @@ class Pipeline:
                 rej.title or rej.link or "?",
                 extra={"source": src.name, "url": src.location},
             )
-        keyed = key_entries(parsed.entries, src.name)
+        if prepared:
+            keyed = [KeyedEntry(parsed=e, keys=p.keys, link=p.link)
+                     for e, p in zip(parsed.entries, prepared, strict=True)]
+            done = {id(e): p for e, p in zip(parsed.entries, prepared, strict=True)}
+        else:
+            keyed, done = key_entries(parsed.entries, src.name), {}
         known = self.store.lookup_keys(all_keys(keyed))
         update = decide(src.name, keyed, known, new_state, parsed.rejected)
-        done = (
-            {id(e): p for e, p in zip(parsed.entries, prepared, strict=True)} if prepared else {}
-        )
         update = replace(self._tag_update(update, src, done), item_hashes=item_hashes,
                          unchanged=update.unchanged + skipped)
-        new_ids = self.store.apply_update(update, now)
-        for item, entry_id in zip(update.new, new_ids, strict=True):
-            prepared_here = done.get(id(item.parsed))
-            if prepared_here is not None and len(self._terms) < MAX_KEPT_TERMS:
-                self._terms[entry_id] = prepared_here.terms
+        self.store.apply_update(update, now)
         status = "new" if update.new else ("updated" if update.changed else "unchanged")
         return SourceReport(
             source=src.name,
@@ -359,15 +351,18 @@ class Pipeline:
     def _tag_update(
         self, update: SourceUpdate, src: Source, known: dict[int, Prepared] | None = None
     ) -> SourceUpdate:
-        """Tags for the new and changed entries (computed here unless a parser process did)."""
+        """Tags and story words of the new and changed entries (computed here unless a parser
+        process did)."""
         known = known or {}
 
         def tagged(item: NewEntry | ChangedEntry) -> NewEntry | ChangedEntry:
             done = known.get(id(item.parsed))
             if done is not None:
-                return replace(item, tags=done.tags, scores=done.scores)
+                return replace(item, tags=done.tags, scores=done.scores, terms=done.terms)
             decision = decide_tags(self.rules, item.parsed, src.tags)
-            return replace(item, tags=decision.tags, scores=dict(decision.scores))
+            words = story_terms(item.parsed.title, item.parsed.summary[:STORY_SUMMARY_CHARS])
+            return replace(item, tags=decision.tags, scores=dict(decision.scores),
+                           terms=encode_terms(*words))
 
         return replace(
             update,
@@ -381,24 +376,7 @@ class Pipeline:
         if self._index is None:
             index = StoryIndex(self.config.stories)
             window = timedelta(hours=self.config.stories.window_hours)
-            entries = [e for e in self.store.entries_since(now - window) if e.story_id]
-            keys = self.store.entry_keys([e.id for e in entries])
-            index.load(
-                (
-                    StoryItem(
-                        entry_id=e.id,
-                        source=e.source,
-                        published=e.published,
-                        title=e.title,
-                        summary=e.summary[:STORY_SUMMARY_CHARS],
-                        link_key=e.canonical_link,
-                        keys=tuple(keys.get(e.id, ())),
-                        tags=e.tags,
-                    ),
-                    e.story_id or 0,
-                )
-                for e in entries
-            )
+            index.load(self.store.window_items(now - window, STORY_SUMMARY_CHARS))
             self._index = index
         return self._index
 
@@ -410,21 +388,19 @@ class Pipeline:
         this step are grouped by the next one. Returns how many entries were grouped.
         """
         grouped = 0
-        while entries := self.store.ungrouped_entries(GROUP_BATCH):
-            keys = self.store.entry_keys([e.id for e in entries])
+        while items := self.store.ungrouped_items(GROUP_BATCH, STORY_SUMMARY_CHARS):
             try:
                 index = self.story_index(now)
                 index.evict(now - timedelta(hours=self.config.stories.window_hours))
                 with self.store.transaction():
-                    self._group(index, entries, keys, now)
+                    self._group(index, items, now)
             except BaseException:
                 self._index = None  # it may hold decisions that were rolled back: rebuild it
                 raise
-            grouped += len(entries)
+            grouped += len(items)
         return grouped
 
-    def _group(self, index: StoryIndex, entries: Sequence[Entry],
-               keys: dict[int, list[str]], now: datetime) -> None:
+    def _group(self, index: StoryIndex, items: Sequence[StoryItem], now: datetime) -> None:
         next_id = self.store.next_story_id()
         assigned: list[tuple[int, int, str | None]] = []
         created: list[tuple[int, str]] = []
@@ -435,27 +411,13 @@ class Pipeline:
             created.clear()
             assigned.clear()
 
-        for entry in entries:
-            entry_keys = sorted(keys.get(entry.id, ()), key=_key_rank)
-            result = index.add(
-                StoryItem(
-                    entry_id=entry.id,
-                    source=entry.source,
-                    published=entry.published,
-                    title=entry.title,
-                    summary=entry.summary[:STORY_SUMMARY_CHARS],
-                    link_key=entry.canonical_link,
-                    keys=tuple(entry_keys),
-                    tags=entry.tags,
-                    terms=self._terms.pop(entry.id, None),
-                ),
-                story_id_for_new=next_id,
-            )
+        for item in items:
+            result = index.add(item, story_id_for_new=next_id)
             if not result.joined:
-                created.append((result.story_id, entry_keys[0] if entry_keys else
-                                f"entry:{entry.id}"))
+                created.append((result.story_id, item.keys[0] if item.keys else
+                                f"entry:{item.entry_id}"))
                 next_id = max(next_id, result.story_id) + 1
-            assigned.append((entry.id, result.story_id, index.explain(entry.id)))
+            assigned.append((item.entry_id, result.story_id, index.explain(item.entry_id)))
             if result.merged:
                 flush()  # a merge must see every story and assignment made so far
                 for absorbed in result.merged:
@@ -672,9 +634,3 @@ def _interleave_hosts(
         out.extend(q.pop(0) for q in queues)
         queues = [q for q in queues if q]
     return out
-
-
-def _key_rank(key: str) -> tuple[int, str]:
-    """A story's public id comes from its first entry's guid, else its link, else its title."""
-    kind = key.split(":", 1)[0]
-    return ({"guid": 0, "link": 1}.get(kind, 2), key)

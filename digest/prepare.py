@@ -1,8 +1,9 @@
-"""What the parser processes do: parse a feed, then tag its entries and normalise their words.
+"""What the parser processes do: parse a feed, then key, tag and normalise its entries.
 
 These are the CPU-heavy steps of a poll cycle, so they run in a process pool on every core
-while the main process fetches, stores and groups. This module is what each worker process
-imports, so it pulls in only the parsing, tagging and word-normalising code.
+while the main process fetches, stores and groups; small feeds go through the same functions in
+the main process. This module is what each worker process imports, so it pulls in only the
+parsing, identity, tagging and word-normalising code.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from digest.models import Entry, ParsedEntry, ParsedFeed
+from digest.identity import canonical_link, entry_keys
+from digest.models import Entry, EntryKeys, ParsedEntry, ParsedFeed
 from digest.parse import parse_feed
-from digest.stories import story_terms
+from digest.stories import encode_terms, story_terms
 from digest.tag import Rules, TagDecision, load_rules, tag_text
-from digest.textnorm import Terms
 
 _TAG_RE = re.compile(r"<[^>]+>")
 
@@ -38,12 +39,15 @@ def html_text(fragment: str, limit: int = TAG_TEXT_CHARS) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prepared:
-    """What a parser process computes for each entry besides parsing it."""
+    """Everything about one parsed entry that does not need the database."""
 
+    keys: EntryKeys
+    #: the canonical form of the entry's link
+    link: str | None
     tags: tuple[str, ...]
     scores: dict[str, float]
-    #: the story grouping's normalised words of title and summary
-    terms: tuple[Terms, Terms]
+    #: the story grouping's normalised words of title and summary (:func:`encode_terms`)
+    terms: str | None
 
 
 _worker_rules: Rules | None = None
@@ -61,17 +65,28 @@ def decide_tags(rules: Rules, entry: ParsedEntry | Entry,
                     content=html_text(entry.content_html), source_tags=source_tags)
 
 
-def prepare_entry(rules: Rules, entry: ParsedEntry, source_tags: Sequence[str]) -> Prepared:
+def prepare_entry(rules: Rules, entry: ParsedEntry, source: str,
+                  source_tags: Sequence[str]) -> Prepared:
     decision = decide_tags(rules, entry, source_tags)
-    return Prepared(tags=decision.tags, scores=dict(decision.scores),
-                    terms=story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS]))
+    return Prepared(
+        keys=entry_keys(entry, source),
+        link=canonical_link(entry.link),
+        tags=decision.tags,
+        scores=dict(decision.scores),
+        terms=encode_terms(*story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS])),
+    )
 
 
-def parse_and_tag(
+def prepare_feed(rules: Rules, parsed: ParsedFeed, source: str,
+                 source_tags: Sequence[str]) -> list[Prepared]:
+    return [prepare_entry(rules, e, source, source_tags) for e in parsed.entries]
+
+
+def parse_and_prepare(
     body: bytes, headers: dict[str, str], base: str | None, now: datetime,
-    source_tags: tuple[str, ...],
+    source: str, source_tags: tuple[str, ...],
 ) -> tuple[ParsedFeed, list[Prepared]]:
     """The job of a parser process (the pool's initializer has loaded the rules)."""
     parsed = parse_feed(body, headers, base, now)
     assert _worker_rules is not None, "the pool initializer loads the rules"
-    return parsed, [prepare_entry(_worker_rules, e, source_tags) for e in parsed.entries]
+    return parsed, prepare_feed(_worker_rules, parsed, source, source_tags)

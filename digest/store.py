@@ -22,8 +22,9 @@ from typing import Any
 from digest.dedupe import KnownEntry
 from digest.errors import StorageError
 from digest.models import Entry, Source, SourceState, SourceUpdate, Story
+from digest.stories import StoryItem, key_rank
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -134,6 +135,12 @@ _MIGRATIONS: dict[int, str] = {
     3: """
     -- The story index loads the keys of recent entries by entry id.
     CREATE INDEX entry_keys_entry ON entry_keys (entry_id);
+    """,
+    4: """
+    -- Story grouping's normalised words of each entry, computed once by the parser.
+    ALTER TABLE entries ADD COLUMN terms TEXT;
+    -- Grouping takes the oldest entries without a story, a batch at a time.
+    CREATE INDEX entries_ungrouped ON entries (published, id) WHERE story_id IS NULL;
     """,
 }
 
@@ -384,16 +391,19 @@ class Store:
     def apply_update(self, update: SourceUpdate, now: datetime) -> list[int]:
         """Store one source's fetch outcome atomically; returns the new entries' ids."""
         with self.transaction() as db:
-            new_ids: list[int] = []
-            key_rows: list[tuple[str, int]] = []
-            tag_rows: list[tuple[str, int, float]] = []
-            for item in update.new:
-                cur = db.execute(
-                    """INSERT INTO entries (source, guid, link, canonical_link, title, summary,
-                           content_html, authors, published, updated, first_seen,
-                           content_hash, tags)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            # Ids are given here rather than by SQLite so that the rows go in one statement.
+            # max(id) + 1 is what SQLite would give: prune never deletes the highest row.
+            first = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM entries").fetchone()[0])
+            new_ids = list(range(first, first + len(update.new)))
+            seen = _ts(now)
+            db.executemany(
+                """INSERT INTO entries (id, source, guid, link, canonical_link, title, summary,
+                       content_html, authors, published, updated, first_seen,
+                       content_hash, tags, terms)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                [
                     (
+                        entry_id,
                         update.source,
                         item.parsed.guid,
                         item.parsed.link,
@@ -404,26 +414,29 @@ class Store:
                         json.dumps(list(item.parsed.authors)),
                         _ts(item.parsed.published),
                         _ts(item.parsed.updated),
-                        _ts(now),
+                        seen,
                         item.keys.content_hash,
                         _tags_json(item.tags, item.scores),
-                    ),
-                )
-                entry_id = int(cur.lastrowid or 0)
-                new_ids.append(entry_id)
-                key_rows.extend((k, entry_id) for k in item.keys.all())
-                tag_rows.extend((t, entry_id, float(item.scores.get(t, 1.0))) for t in item.tags)
-            db.executemany(
-                "INSERT OR IGNORE INTO entry_keys (key, entry_id) VALUES (?, ?)", key_rows
+                        item.terms,
+                    )
+                    for entry_id, item in zip(new_ids, update.new, strict=True)
+                ],
             )
             db.executemany(
-                "INSERT INTO entry_tags (tag, entry_id, score) VALUES (?, ?, ?)", tag_rows
+                "INSERT OR IGNORE INTO entry_keys (key, entry_id) VALUES (?, ?)",
+                [(k, i) for i, item in zip(new_ids, update.new, strict=True)
+                 for k in item.keys.all()],
+            )
+            db.executemany(
+                "INSERT INTO entry_tags (tag, entry_id, score) VALUES (?, ?, ?)",
+                [(t, i, float(item.scores.get(t, 1.0)))
+                 for i, item in zip(new_ids, update.new, strict=True) for t in item.tags],
             )
             for ch in update.changed:
                 db.execute(
                     """UPDATE entries SET guid=?, link=?, canonical_link=?, title=?, summary=?,
                            content_html=?, authors=?, updated=?, edited_at=?, content_hash=?,
-                           tags=?
+                           tags=?, terms=?
                        WHERE id=?""",
                     (
                         ch.parsed.guid,
@@ -434,9 +447,10 @@ class Store:
                         ch.parsed.content_html,
                         json.dumps(list(ch.parsed.authors)),
                         _ts(ch.parsed.updated),
-                        _ts(now),
+                        seen,
                         ch.keys.content_hash,
                         _tags_json(ch.tags, ch.scores),
+                        ch.terms,
                         ch.entry_id,
                     ),
                 )
@@ -507,24 +521,47 @@ class Store:
     def count_entries(self) -> int:
         return int(self._query("SELECT count(*) FROM entries")[0][0])
 
-    def entries_since(self, since: datetime) -> list[Entry]:
-        """Entries published since ``since`` (the story window), oldest first."""
-        rows = self._query(
-            "SELECT * FROM entries WHERE published >= ? ORDER BY published, id", (_ts(since),)
+    def ungrouped_items(self, limit: int, summary_chars: int) -> list[StoryItem]:
+        """The oldest ``limit`` entries that belong to no story yet, as grouping reads them."""
+        rows = self._story_items(
+            "story_id IS NULL ORDER BY published, id LIMIT ?", (limit,), summary_chars,
+            index="entries_ungrouped",
         )
-        return [_entry(r) for r in rows]
+        return [item for item, _ in rows]
 
-    def ungrouped_entries(self, limit: int = 2000) -> list[Entry]:
-        """The oldest ``limit`` entries that belong to no story yet, without their content
-        (grouping reads titles and summaries only)."""
-        rows = self._query(
-            """SELECT id, source, guid, link, canonical_link, title, summary,
-                      '' AS content_html, authors, published, updated, first_seen, tags,
-                      story_id
-               FROM entries WHERE story_id IS NULL ORDER BY published, id LIMIT ?""",
-            (limit,),
+    def window_items(self, since: datetime, summary_chars: int) -> list[tuple[StoryItem, int]]:
+        """The grouped entries published since ``since``, oldest first, with their story."""
+        rows = self._story_items(
+            "published >= ? AND story_id IS NOT NULL ORDER BY published, id", (_ts(since),),
+            summary_chars,
         )
-        return [_entry(r) for r in rows]
+        return [(item, story or 0) for item, story in rows]
+
+    def _story_items(
+        self, where: str, params: Sequence[Any], summary_chars: int, index: str | None = None
+    ) -> list[tuple[StoryItem, int | None]]:
+        """Entries as story grouping sees them (keys in the order that names a story)."""
+        # Left alone, SQLite would search entries_story and sort all the ungrouped entries.
+        indexed = f"INDEXED BY {index}" if index else ""
+        rows = self._query(
+            f"""SELECT id, source, published, title, substr(summary, 1, ?) AS summary,
+                       canonical_link, tags, terms, story_id
+                FROM entries {indexed} WHERE {where}""",
+            (summary_chars, *params),
+        )
+        keys = self.entry_keys([r["id"] for r in rows])
+        out: list[tuple[StoryItem, int | None]] = []
+        for r in rows:
+            published = _dt(r["published"])
+            assert published is not None
+            item = StoryItem(
+                entry_id=r["id"], source=r["source"], published=published, title=r["title"],
+                summary=r["summary"], link_key=r["canonical_link"],
+                keys=tuple(sorted(keys.get(r["id"], ()), key=key_rank)),
+                tags=tuple(json.loads(r["tags"])), terms=r["terms"],
+            )
+            out.append((item, r["story_id"]))
+        return out
 
     def entry_keys(self, entry_ids: Sequence[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}

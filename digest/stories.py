@@ -100,8 +100,8 @@ class StoryItem:
     keys: tuple[str, ...] = ()
     #: tags or entities from the tagger, if any
     tags: tuple[str, ...] = ()
-    #: ``story_terms(title, summary)`` when already computed (in a parser process), else None
-    terms: tuple[Terms, Terms] | None = None
+    #: ``encode_terms(*story_terms(title, summary))`` when already computed, else None
+    terms: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,11 +212,54 @@ def story_terms(title: str, summary: str) -> tuple[Terms, Terms]:
     return terms(title), terms(summary)
 
 
+#: bump when textnorm's keys change, so that stored words are computed again
+TERMS_VERSION = "1"
+_FIELD, _KEY = "\x1e", "\x1f"
+
+
+def encode_terms(title: Terms, summary: Terms) -> str | None:
+    """What grouping needs of :func:`story_terms`, as one compact string for storage: the
+    title's keys in order, the summary's distinct keys in order, and the names."""
+    parts = (
+        _KEY.join(title.keys),
+        _KEY.join(dict.fromkeys(summary.keys)),
+        _KEY.join(sorted(title.names | summary.names)),
+    )
+    if any(_FIELD in part for part in parts) or any(
+        _KEY in key for key in (*title.keys, *summary.keys)
+    ):
+        return None  # not representable: computed again when needed
+    return _FIELD.join((TERMS_VERSION, *parts))
+
+
+def decode_terms(encoded: str | None) -> tuple[list[str], list[str], set[str]] | None:
+    """Title keys, summary keys and names from :func:`encode_terms`; None if it is missing or
+    was written by another version of the word normalisation."""
+    if not encoded:
+        return None
+    parts = encoded.split(_FIELD)
+    if len(parts) != 4 or parts[0] != TERMS_VERSION:
+        return None
+    title, summary, names = (p.split(_KEY) if p else [] for p in parts[1:])
+    return title, summary, set(names)
+
+
+def key_rank(key: str) -> tuple[int, str]:
+    """A story's public id comes from its first entry's guid, else its link, else its title."""
+    kind = key.split(":", 1)[0]
+    return ({"guid": 0, "link": 1}.get(kind, 2), key)
+
+
 def _prepare(item: StoryItem, story: int) -> _Stored:
-    title, summary = item.terms or story_terms(item.title, item.summary)
-    names = title.names | summary.names
-    keys: dict[str, float] = dict.fromkeys(summary.keys, 1.0)
-    keys.update(dict.fromkeys(title.keys, TITLE_WEIGHT))
+    decoded = decode_terms(item.terms)
+    if decoded is None:
+        title_terms, summary_terms = story_terms(item.title, item.summary)
+        title_keys, summary_keys = list(title_terms.keys), list(summary_terms.keys)
+        names: set[str] | frozenset[str] = title_terms.names | summary_terms.names
+    else:
+        title_keys, summary_keys, names = decoded
+    keys: dict[str, float] = dict.fromkeys(summary_keys, 1.0)
+    keys.update(dict.fromkeys(title_keys, TITLE_WEIGHT))
     distinct = frozenset(keys.keys() - GENERIC_KEYS)
     for key in keys.keys() & GENERIC_KEYS:
         keys[key] *= GENERIC_WEIGHT
@@ -230,13 +273,9 @@ def _prepare(item: StoryItem, story: int) -> _Stored:
         at=item.published.timestamp(),
         keys=keys,
         distinct=distinct,
-        title=_title_text(title),
+        title=" ".join(title_keys),
         story=story,
     )
-
-
-def _title_text(title: Terms) -> str:
-    return " ".join(title.keys)
 
 
 class StoryIndex:
@@ -377,10 +416,20 @@ class StoryIndex:
             return list(related)
         return [entry_id for entry_id, _ in related.most_common(MAX_CANDIDATES)]
 
+    def _score(self, new: _Stored, old: _Stored) -> float:
+        """The score of :meth:`_signals` alone: most comparisons need nothing else."""
+        b = old.vec
+        # Summed in the new entry's word order: a set's order changes from run to run, and
+        # so would the last bits of the sum and, rarely, a decision on the threshold.
+        dot: float = sum([w * b[k] for k, w in new.vec.items() if k in b])
+        text = dot / (new.norm * old.norm) if new.norm and old.norm else 0.0
+        decay: float = 0.5 ** (abs(new.at - old.at) / 3600.0 / self.settings.half_life_hours)
+        return text * decay
+
     def _signals(self, new: _Stored, old: _Stored) -> tuple[float, dict[str, float], list[str]]:
         hours = abs(new.at - old.at) / 3600.0
         a, b = new.vec, old.vec
-        shared = list(a.keys() & b.keys())
+        shared = [k for k in a if k in b]
         dot = sum([a[k] * b[k] for k in shared])
         text = dot / (new.norm * old.norm) if new.norm and old.norm else 0.0
         distinct = sum(1 for k in shared if k in new.distinct and k in old.distinct)
@@ -421,7 +470,7 @@ class StoryIndex:
         return False
 
     def _story_score(
-        self, new: _Stored, story: int
+        self, new: _Stored, story: int, known: Mapping[int, float]
     ) -> tuple[float, int, dict[str, float], list[str]] | None:
         """Score ``new`` against a story's members closest in time; None without evidence.
 
@@ -433,13 +482,18 @@ class StoryIndex:
         # The latest members only, so that a long-running story costs no more than a short one.
         latest = itertools.islice(reversed(self._members.get(story, {})), MAX_MEMBERS)
         members = [m for m in map(self._items.__getitem__, latest) if abs(m.at - new.at) <= window]
-        scored = [(self._signals(new, m), m.item.entry_id) for m in members]
+        scored = [
+            (known[m.item.entry_id] if m.item.entry_id in known else self._score(new, m), m)
+            for m in members
+        ]
         if not scored:
             return None
-        (score, signals, shared), entry_id = max(scored, key=lambda x: x[0][0])
+        best = max(scored, key=lambda x: x[0])[1]
+        score, signals, shared = self._signals(new, best)
+        entry_id = best.item.entry_id
         if signals["distinct"] < self.settings.min_distinct_words:
             return None
-        mean = sum(x[0][0] for x in scored) / len(scored)
+        mean = sum(x[0] for x in scored) / len(scored)
         combined = BEST_SHARE * score + (1.0 - BEST_SHARE) * mean
         return combined, entry_id, {**signals, "best": score, "mean": mean}, shared
 
@@ -470,21 +524,26 @@ class StoryIndex:
                     reason=f"same {key.split(':', 1)[0]} as entry {entry_id}",
                 )
         best: dict[int, tuple[float, int, dict[str, float], list[str]]] = {}
-        top: tuple[float, int, dict[str, float], list[str]] | None = None
         blocked: list[int] = []
         stories: set[int] = set()
+        scores: dict[int, float] = {}
+        top_id: int | None = None
         for entry_id in self._candidates(related):
             old = self._items[entry_id]
             if abs(old.at - new.at) > window:
                 continue
-            score, signals, shared = self._signals(new, old)
-            if top is None or score > top[0]:
-                top = (score, entry_id, signals, shared)
+            score = scores[entry_id] = self._score(new, old)
+            if top_id is None or score > scores[top_id]:
+                top_id = entry_id
             # Only a story with a fair first match is worth comparing with its other members.
             if score >= PROBE_SHARE * threshold:
                 stories.add(self._find(old.story))
+        top = None
+        if top_id is not None:
+            top_score, top_signals, top_shared = self._signals(new, self._items[top_id])
+            top = (top_score, top_id, top_signals, top_shared)
         for story in stories:
-            found = self._story_score(new, story)
+            found = self._story_score(new, story, scores)
             # One shared rare word is weak evidence: such a match needs a higher score.
             if found is not None and found[0] >= threshold * (
                 1.0 if found[2].get("distinct", 0) >= 2 else SINGLE_WORD_FACTOR

@@ -400,6 +400,7 @@ def _stored(db_path: Path) -> list[tuple[object, ...]]:
     return rows(
         db_path,
         """SELECT e.source, e.title, e.link, e.canonical_link, e.summary, e.published, e.tags,
+                  e.terms IS NOT NULL, e.terms,
                   (SELECT group_concat(k.key) FROM
                       (SELECT key FROM entry_keys WHERE entry_id = e.id ORDER BY key) k),
                   (SELECT min(o.title) FROM entries o WHERE o.story_id = e.story_id)
@@ -448,6 +449,7 @@ def test_process_pool_stores_the_same_as_the_inline_path(
         inline = _stored(pipe.config.db_path)
     assert pooled == inline
     assert len(pooled) == report.new
+    assert all(row[7] for row in pooled), "story words are stored with every entry"
 
 
 # -- tags, retag, explain -----------------------------------------------------------------
@@ -570,9 +572,9 @@ def test_entries_stored_by_a_cycle_that_died_before_grouping_are_grouped_next_ti
         poll(pipe)
     monkeypatch.setattr(pipeline_module.Pipeline, "group_pending", real_group)
     with open_pipeline(path) as pipe:
-        assert len(pipe.store.ungrouped_entries()) == 2
+        assert len(pipe.store.ungrouped_items(100, 600)) == 2
         assert poll(pipe, NOW + timedelta(hours=1)).new == 0
-        assert pipe.store.ungrouped_entries() == []
+        assert pipe.store.ungrouped_items(100, 600) == []
         assert {s.lead.title for s in pipe.published_stories(NOW + timedelta(hours=1))} >= {
             MEETING_A.title
         }
