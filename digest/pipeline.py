@@ -30,7 +30,6 @@ from digest.errors import (
     SendError,
     StorageError,
 )
-from digest.feedsplit import split_feed
 from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
@@ -44,7 +43,6 @@ from digest.models import (
     SourceUpdate,
     Story,
 )
-from digest.parse import parse_feed
 from digest.periods import (
     DigestListSettings,
     Period,
@@ -56,10 +54,13 @@ from digest.periods import (
 )
 from digest.prepare import (
     STORY_SUMMARY_CHARS,
+    FeedJob,
+    FeedResult,
     Prepared,
     decide_tags,
     init_worker,
-    parse_and_prepare,
+    parse_in_worker,
+    parse_new_items,
 )
 from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
@@ -154,9 +155,9 @@ class Pipeline:
                 prepared: list[Prepared] | None = None
                 if result.outcome == "ok":
                     try:
-                        parsed, hashes, skipped, prepared = await self._parse(
-                            result, src, now, use_pool
-                        )
+                        done = await self._parse(result, src, now, use_pool)
+                        parsed, hashes = done.parsed, done.item_hashes
+                        skipped, prepared = done.skipped, done.prepared
                     except ParseError as exc:
                         parsed = exc
                     except Exception as exc:
@@ -206,44 +207,20 @@ class Pipeline:
 
     async def _parse(
         self, result: FetchResult, src: Source, now: datetime, use_pool: bool
-    ) -> tuple[ParsedFeed, tuple[str, ...] | None, int, list[Prepared] | None]:
-        """Parse only the items whose raw bytes are new; returns the feed, the hashes of all
-        its items (to remember), how many unchanged items were skipped, and the entries' tags
-        when a parser process computed them."""
-        base = result.final_url or src.url
-        split = split_feed(result.body)
-        if split is None:
-            parsed, tags = await self._parse_bytes(result.body, result, src, base, now, use_pool)
-            return parsed, None, 0, tags
-        hashes = split.hashes()
-        known = self.store.item_hashes(src.name)
-        keep = {i for i, h in enumerate(hashes) if h not in known}
-        if len(keep) < len(hashes):
-            try:
-                parsed, tags = await self._parse_bytes(
-                    split.document(keep), result, src, base, now, use_pool
-                )
-            except ParseError:
-                pass
-            else:
-                if len(parsed.entries) + len(parsed.rejected) == len(keep):
-                    return parsed, hashes, len(hashes) - len(keep), tags
-        parsed, tags = await self._parse_bytes(result.body, result, src, base, now, use_pool)
-        return parsed, hashes, 0, tags
-
-    async def _parse_bytes(
-        self, body: bytes, result: FetchResult, src: Source, base: str | None, now: datetime,
-        use_pool: bool,
-    ) -> tuple[ParsedFeed, list[Prepared] | None]:
-        if not use_pool or len(body) < POOL_MIN_BYTES:
-            return parse_feed(body, result.headers, base, now), None
+    ) -> FeedResult:
+        """Parse the items whose raw bytes are new, in a parser process when the document is
+        big enough to be worth the trip (which then also keys, tags and normalises them)."""
+        job = FeedJob(
+            body=result.body, headers=dict(result.headers), base=result.final_url or src.url,
+            now=now, source=src.name, source_tags=src.tags,
+            known_items=frozenset(self.store.item_hashes(src.name)),
+        )
+        if not use_pool or len(result.body) < POOL_MIN_BYTES:
+            return parse_new_items(job, None)
         loop = asyncio.get_running_loop()
         pool = self._get_pool()
         try:
-            return await loop.run_in_executor(
-                pool, parse_and_prepare, body, dict(result.headers), base, now, src.name,
-                src.tags,
-            )
+            return await loop.run_in_executor(pool, parse_in_worker, job)
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): a broken pool refuses all later work,
             # so the next cycle starts a new one instead of failing forever.

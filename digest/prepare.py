@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from digest.errors import ParseError
+from digest.feedsplit import split_feed
 from digest.identity import canonical_link, entry_keys
 from digest.models import Entry, EntryKeys, ParsedEntry, ParsedFeed
 from digest.parse import parse_feed
@@ -82,11 +84,55 @@ def prepare_feed(rules: Rules, parsed: ParsedFeed, source: str,
     return [prepare_entry(rules, e, source, source_tags) for e in parsed.entries]
 
 
-def parse_and_prepare(
-    body: bytes, headers: dict[str, str], base: str | None, now: datetime,
-    source: str, source_tags: tuple[str, ...],
-) -> tuple[ParsedFeed, list[Prepared]]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedJob:
+    """One fetched document to parse, and what is known of its source."""
+
+    body: bytes
+    headers: dict[str, str]
+    base: str | None
+    now: datetime
+    source: str
+    source_tags: tuple[str, ...]
+    #: hashes of the raw items stored from the source's last fetch
+    known_items: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedResult:
+    parsed: ParsedFeed
+    #: hashes of every raw item of the document (to remember), or None if it was not split
+    item_hashes: tuple[str, ...] | None
+    #: items skipped because their raw bytes were stored before
+    skipped: int
+    #: one per parsed entry, or None when not prepared
+    prepared: list[Prepared] | None
+
+
+def parse_new_items(job: FeedJob, rules: Rules | None) -> FeedResult:
+    """Parse only the items whose raw bytes are new (all of them if the document cannot be
+    split), then prepare every parsed entry when ``rules`` are given."""
+    split = split_feed(job.body)
+    hashes = split.hashes() if split is not None else None
+    result: tuple[ParsedFeed, int] | None = None
+    if split is not None and hashes is not None:
+        keep = {i for i, h in enumerate(hashes) if h not in job.known_items}
+        if len(keep) < len(hashes):
+            try:
+                parsed = parse_feed(split.document(keep), job.headers, job.base, job.now)
+            except ParseError:
+                pass  # the full document decides below
+            else:
+                if len(parsed.entries) + len(parsed.rejected) == len(keep):
+                    result = parsed, len(hashes) - len(keep)
+    if result is None:
+        result = parse_feed(job.body, job.headers, job.base, job.now), 0
+    parsed, skipped = result
+    prepared = prepare_feed(rules, parsed, job.source, job.source_tags) if rules else None
+    return FeedResult(parsed=parsed, item_hashes=hashes, skipped=skipped, prepared=prepared)
+
+
+def parse_in_worker(job: FeedJob) -> FeedResult:
     """The job of a parser process (the pool's initializer has loaded the rules)."""
-    parsed = parse_feed(body, headers, base, now)
     assert _worker_rules is not None, "the pool initializer loads the rules"
-    return parsed, prepare_feed(_worker_rules, parsed, source, source_tags)
+    return parse_new_items(job, _worker_rules)

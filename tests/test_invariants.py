@@ -205,7 +205,7 @@ def test_4_a_failing_or_hostile_source_never_stops_the_others_or_the_service(
         return real_parse(body, headers, url, now)  # type: ignore[arg-type]
 
     # A parser bug is a fault no real feed produces on demand, so it is injected.
-    monkeypatch.setattr("digest.pipeline.parse_feed", parser_with_a_bug)
+    monkeypatch.setattr("digest.prepare.parse_feed", parser_with_a_bug)
     with open_pipeline(path) as pipe:
         report = by_source(poll(pipe))
         assert report["good"].new == 1

@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from digest import pipeline as pipeline_module
+from digest import prepare as prepare_module
 from digest.cli import cli
 from digest.config import TaggingSettings, load_config
 from digest.models import CycleReport, SourceReport
@@ -538,14 +539,14 @@ def test_unchanged_items_are_not_parsed_again(
     feed_server.add("/feed.xml", rss(base))
     path = write_config(FETCH + sources_toml(feed_server, {"a": "/feed.xml"}))
     parsed_counts: list[int] = []
-    real_parse = pipeline_module.parse_feed
+    real_parse = prepare_module.parse_feed
 
     def counting(body: bytes, *args: object) -> object:
         result = real_parse(body, *args)  # type: ignore[arg-type]
         parsed_counts.append(len(result.entries))
         return result
 
-    monkeypatch.setattr(pipeline_module, "parse_feed", counting)
+    monkeypatch.setattr(prepare_module, "parse_feed", counting)
     with open_pipeline(path) as pipe:
         assert poll(pipe).new == 6
         fresh = Item(title="Bulletin new", link="https://ex.am/new", guid="gnew")
