@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from digest import fetch, politeness
@@ -31,7 +31,6 @@ from digest.errors import (
     StorageError,
 )
 from digest.feedsplit import split_feed
-from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
     CycleReport,
@@ -62,11 +61,16 @@ from digest.prepare import (
     init_worker,
     parse_and_tag,
 )
-from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
 from digest.stories import StoryIndex, StoryItem
 from digest.tag import Rules, format_explanation, load_rules
 from digest.textnorm import Terms
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+# The digest's modules (digest.mail, digest.render: SMTP, Jinja2, CSS inlining) are imported
+# by the methods that send or render one, so a poll cycle does not load them.
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +504,8 @@ class Pipeline:
         With ``force`` the current period is sent even before its scheduled time (and a
         pending retry does not wait for its back-off).
         """
+        from digest.mail import message_domain, message_id
+
         outcomes: list[DigestOutcome] = []
         lists = [d for d in self.config.digests if list_name in (None, d.name)]
         if list_name is not None and not lists:
@@ -547,6 +553,9 @@ class Pipeline:
 
     def render(self, lst: DigestListSettings, stories: Sequence[Story], period: Period,
                now: datetime) -> tuple[str, str, EmailMessage]:
+        from digest.mail import build_message
+        from digest.render import build_context, render_digest
+
         ctx = build_context(stories, lst, period, feed_url=self.feed_url(), now=now)
         html_body, text = render_digest(ctx, templates_dir=self.config.templates_dir)
         msg = build_message(html_body, text, period=period, settings=lst,
@@ -572,6 +581,8 @@ class Pipeline:
     async def _deliver(self, lst: DigestListSettings, record: DigestRecord,
                        now: datetime) -> DigestOutcome:
         """Send one claimed digest to the recipients that have not accepted it yet."""
+        from digest.mail import asend_message
+
         extra = {"list": lst.name, "period": record.period}
         stories = self.store.stories(tag=None, story_ids=record.story_ids)
         period = period_by_key(lst, record.period)

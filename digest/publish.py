@@ -24,14 +24,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 from urllib.parse import quote, urljoin, urlsplit
-
-from feedgen.feed import FeedGenerator
 
 from digest import __version__, fsutil, tomlutil
 from digest.errors import PublishError
 from digest.models import Entry, Story
+
+if TYPE_CHECKING:
+    from feedgen.feed import FeedGenerator
 
 FeedKind = Literal["rss", "atom", "json"]
 
@@ -420,8 +421,16 @@ def _feed_updated(items: Sequence[_Item]) -> datetime:
 # -- formats -------------------------------------------------------------------------------
 
 
+def _generator() -> FeedGenerator:
+    """feedgen (and lxml under it) is imported when a feed is built, not with the settings:
+    a poll with nothing new to publish never needs it."""
+    from feedgen.feed import FeedGenerator
+
+    return FeedGenerator()
+
+
 def _rss(items: Sequence[_Item], meta: FeedMeta) -> bytes:
-    fg = FeedGenerator()
+    fg = _generator()
     fg.load_extension("dc", atom=False, rss=True)
     fg.title(meta.title)
     # feedgen takes the RSS <link> from the last link added, so the page goes last.
@@ -445,7 +454,7 @@ def _rss(items: Sequence[_Item], meta: FeedMeta) -> bytes:
 
 
 def _atom(items: Sequence[_Item], meta: FeedMeta) -> bytes:
-    fg = FeedGenerator()
+    fg = _generator()
     fg.id(meta.atom_url)
     fg.title(meta.title)
     fg.subtitle(meta.description)
