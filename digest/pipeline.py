@@ -63,7 +63,7 @@ from digest.prepare import (
 )
 from digest.store import DigestRecord, Store
 from digest.stories import StoryIndex, StoryItem
-from digest.tag import Rules, format_explanation, load_rules
+from digest.tag import Rules, check_rules, format_explanation, parse_rules
 from digest.textnorm import Terms
 
 if TYPE_CHECKING:
@@ -102,11 +102,21 @@ class Pipeline:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
-        self.rules: Rules = load_rules(config.tagging.rules)
+        # Checked now, so a broken rules file is refused here; compiled when first needed
+        # (a cycle in which nothing changed tags nothing).
+        self._rules_doc = check_rules(config.tagging.rules)
+        self._rules: Rules | None = None
         self._index: StoryIndex | None = None
         # Normalised words computed by parser processes for entries not yet grouped.
         self._terms: dict[int, tuple[Terms, Terms]] = {}
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    @property
+    def rules(self) -> Rules:
+        """The tagging rules, compiled on first use from the file as it was checked."""
+        if self._rules is None:
+            self._rules = parse_rules(self._rules_doc)
+        return self._rules
 
     def close(self) -> None:
         if self._pool is not None:
