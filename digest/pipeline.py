@@ -486,19 +486,38 @@ class Pipeline:
             since=now - timedelta(days=settings.max_age_days),
         )
 
-    def publish(self, now: datetime) -> tuple[list[str], int]:
-        """Write every feed file; returns the files that changed and the story count."""
-        settings = self.config.publish
+    def feed_stories(self, now: datetime) -> tuple[list[Story], int]:
+        """Every story a feed file shows, and how many of them the main feed shows."""
         stories = self.published_stories(now)
         shown = len(stories)
         seen = {s.id for s in stories}
-        for tag in settings.tags:  # each tag's feed has its own newest max_items
+        for tag in self.config.publish.tags:  # each tag's feed has its own newest max_items
             extra = [s for s in self.published_stories(now, tag) if s.id not in seen]
             seen.update(s.id for s in extra)
             stories.extend(extra)
+        return stories, shown
+
+    def publish(self, now: datetime) -> tuple[list[str], int]:
+        """Write every feed file; returns the files that changed and the story count.
+
+        When nothing the files show can have changed since the last publish (no entry, tag
+        or story, the settings, the files themselves, nor a story's age), nothing is loaded
+        or built: the same files would come out (see :class:`digest.publish.Published`).
+        """
+        settings = self.config.publish
+        generation, record = self.store.publish_state()
+        last = publishing.Published.from_json(record) if record else None
+        if last is not None and last.still_current(generation, settings, now):
+            self.store.mark_run("publish", now, f"{last.shown} stories, 0 files written")
+            return [], last.shown
+        stories, shown = self.feed_stories(now)
         files = publishing.build_all(stories, settings, now)
         written = publishing.write_outputs(settings.output_dir, files)
-        self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
+        done = publishing.Published.of(stories, settings, now, generation=generation,
+                                       shown=shown)
+        with self.store.transaction():
+            self.store.mark_published(done.to_json())
+            self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
         return written, shown
 
     # -- digests ------------------------------------------------------------------------
