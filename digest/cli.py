@@ -3,11 +3,13 @@
 Results go to stdout, logs and progress to stderr. Exit codes: 0 ok, 1 an operational failure
 (a source or a delivery failed), 2 usage error, 75 the state folder is in use by a running
 service, 78 invalid configuration.
+
+Each command imports what it needs when it runs: a poll from cron should not pay for the web
+server, the scheduler or the mail templates, and ``--help`` for none of them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -59,10 +61,14 @@ class State:
     """Lazily loaded config and store shared by the subcommands."""
 
     def __init__(self, config_path: str | None) -> None:
+        self._explicit = config_path
+        self._config: Any = None
+
+    @property
+    def config_path(self) -> Path:
         from digest.config import resolve_path
 
-        self.config_path = resolve_path(config_path)
-        self._config: Any = None
+        return resolve_path(self._explicit)
 
     @property
     def config(self) -> Any:
@@ -76,8 +82,8 @@ class State:
     def pipeline(self, *, write: bool = True) -> Iterator[Any]:
         """The pipeline over the state; commands that write take the state folder's lock, so
         they cannot race a running service (exit 75 when it is held)."""
+        from digest.lock import StateLock
         from digest.pipeline import Pipeline
-        from digest.service import StateLock
         from digest.store import Store
 
         lock = StateLock(self.config.service.state_dir)
@@ -256,6 +262,8 @@ def _print_cycle(report: Any) -> None:
 def poll(state: State, force: bool, no_publish: bool) -> None:
     """Run one poll cycle: fetch, parse, dedupe, tag and store every due source, then
     publish the feeds."""
+    import asyncio
+
     with state.pipeline() as pipe:
         due, _ = pipe.due_sources(utcnow(), force=force)
         report = asyncio.run(
@@ -405,6 +413,8 @@ def preview(state: State, list_name: str | None, html_file: Path | None,
 @pass_state
 def send(state: State, list_name: str | None, force: bool) -> None:
     """Send the digests that are due (and retry pending ones)."""
+    import asyncio
+
     with state.pipeline() as pipe:
         outcomes = asyncio.run(pipe.send_due(utcnow(), list_name=list_name, force=force))
     for o in outcomes:
@@ -431,6 +441,8 @@ def _digest_line(o: Any) -> str:
 @pass_state
 def serve(state: State, host: str | None, port: int | None) -> None:
     """Serve the published feeds and the page of recent stories."""
+    import asyncio
+
     from digest import web
 
     cfg = state.config
@@ -461,6 +473,8 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 @pass_state
 def run(state: State, once: bool, no_server: bool) -> None:
     """Run the service: scheduled polls, publishing, digests and the HTTP server."""
+    import asyncio
+
     from digest.service import Service
 
     cfg = state.config

@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest import tomlutil
-from digest.fetch import FetchSettings
 from digest.models import Source
 from digest.periods import DigestListSettings, SmtpSettings
+from digest.politeness import FetchSettings
 from digest.publish import PublishSettings, ServerSettings
 from digest.stories import StorySettings
 

@@ -1,7 +1,8 @@
 """Fetch the due sources of one poll cycle over HTTP(S), or from local files.
 
-One ``httpx.AsyncClient`` per cycle reuses connections; a global and a per-host semaphore
-bound the load we put on the network and on each server. Redirects are followed by hand so
+One ``httpx.AsyncClient`` per cycle reuses connections (:class:`ConnectionSlots`), also after
+a 304; a global and a per-host semaphore bound the load we put on the network and on each
+server. Redirects are followed by hand so
 that each hop's status is known (only an all-301/308 chain moves a source permanently), and
 bodies are decompressed here rather than by httpx so that the size cap holds after
 decompression too, one bounded chunk at a time.
@@ -14,12 +15,14 @@ and a message that says what failed and what to do (:func:`describe_error`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl
 import time
+import urllib.request
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +44,7 @@ from digest.politeness import (
 
 __all__ = [
     "ACCEPT",
+    "ConnectionSlots",
     "Fetcher",
     "FetchSettings",
     "describe_error",
@@ -55,6 +59,8 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
+#: statuses whose responses never carry a body (RFC 9110 6.4.1)
+_NO_BODY = frozenset({204, 304})
 #: content codings we can undo with a bounded output size
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -154,7 +160,15 @@ def _is_tls_error(exc: BaseException) -> bool:
 
 
 def make_client(settings: FetchSettings) -> httpx.AsyncClient:
-    """The client for one cycle: our User-Agent, timeouts, no automatic redirects."""
+    """The client for one cycle: our User-Agent, timeouts, no automatic redirects, and at
+    most ``concurrency`` connections, kept alive between requests."""
+    limits = httpx.Limits(
+        max_connections=settings.concurrency,
+        max_keepalive_connections=settings.concurrency,
+    )
+    # A transport of our own makes httpx ignore the proxy environment variables; with any
+    # set, its own pool serves (and routes through the proxies) as it always did.
+    transport = None if urllib.request.getproxies() else ConnectionSlots(settings.concurrency)
     return httpx.AsyncClient(
         headers={
             "User-Agent": settings.user_agent,
@@ -167,12 +181,148 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
             write=settings.read_timeout,
             pool=settings.total_timeout,
         ),
-        limits=httpx.Limits(
-            max_connections=settings.concurrency,
-            max_keepalive_connections=settings.concurrency,
-        ),
+        limits=limits,
+        transport=transport,
         follow_redirects=False,
     )
+
+
+class ConnectionSlots(httpx.AsyncBaseTransport):
+    """At most ``size`` connections, each in a pool of its own (an httpx transport limited to
+    one connection), handed to requests by origin.
+
+    httpcore's pool scans every connection it holds, several times per request (and asks the
+    socket of each idle one whether it is readable): with 16 connections that cost more CPU
+    than the request. Here a request takes an idle slot already connected to its origin, else
+    a new slot while there are fewer than ``size``, else the slot idle the longest, whose
+    connection its pool closes for the new one; so no more than ``size`` connections are
+    ever open, the same bound as one pool of ``size``. Requests beyond ``size`` wait for a
+    slot, up to the pool timeout (:class:`httpx.PoolTimeout`), as with httpx's own pool.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ssl = httpx.create_ssl_context()  # shared: loading the CA bundle takes ~20 ms
+        self._slots: list[_Slot] = []
+        #: idle slots by origin, the most recently used last
+        self._idle: dict[_Origin, list[_Slot]] = {}
+        #: every idle slot, the longest idle first
+        self._lru: dict[_Slot, None] = {}
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        origin = (request.url.scheme, request.url.host, request.url.port)
+        slot = self._take(origin)
+        if slot is None:
+            slot = await self._wait(origin, request)
+        try:
+            response = await slot.transport.handle_async_request(request)
+        except BaseException:
+            self._give(slot)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_Releasing(response.stream, lambda: self._give(slot)),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        slots, self._slots = self._slots, []
+        self._idle.clear()
+        self._lru.clear()
+        for slot in slots:
+            await slot.transport.aclose()
+
+    def _take(self, origin: _Origin) -> _Slot | None:
+        same = self._idle.get(origin)
+        if same:
+            slot = same.pop()
+            del self._lru[slot]
+            return slot
+        if len(self._slots) < self.size:
+            transport = httpx.AsyncHTTPTransport(
+                verify=self._ssl,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            )
+            slot = _Slot(transport, origin)
+            self._slots.append(slot)
+            return slot
+        if self._lru:
+            slot = next(iter(self._lru))
+            del self._lru[slot]
+            self._idle[slot.origin].remove(slot)
+            slot.origin = origin
+            return slot
+        return None
+
+    def _give(self, slot: _Slot) -> None:
+        if slot not in self._slots:  # closed meanwhile
+            return
+        self._idle.setdefault(slot.origin, []).append(slot)
+        self._lru[slot] = None
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wait(self, origin: _Origin, request: httpx.Request) -> _Slot:
+        timeouts = request.extensions.get("timeout", {})
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                while True:
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        if waiter.done() and not waiter.cancelled():
+                            self._wake()  # woken, then cancelled: pass the free slot on
+                        raise
+                    finally:
+                        with contextlib.suppress(ValueError):
+                            self._waiters.remove(waiter)
+                    slot = self._take(origin)
+                    if slot is not None:
+                        return slot
+        except TimeoutError:
+            raise httpx.PoolTimeout("no connection slot became free", request=request) from None
+
+
+_Origin = tuple[str, str, int | None]
+
+
+class _Slot:
+    __slots__ = ("origin", "transport")
+
+    def __init__(self, transport: httpx.AsyncHTTPTransport, origin: _Origin) -> None:
+        self.transport = transport
+        self.origin = origin
+
+
+class _Releasing(httpx.AsyncByteStream):
+    """A response body that gives its slot back when it is closed."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
 
 class Fetcher:
@@ -333,7 +483,28 @@ async def _fetch_http(
             permanent = url if hops and all(s in PERMANENT_REDIRECTS for s in hops) else None
             return await _finish(response, headers, state, settings, trace, permanent)
         finally:
-            await response.aclose()
+            await _release(response)
+
+
+async def _release(response: httpx.Response) -> None:
+    """Close a response; one that has no body by definition (304) is read to its end first.
+
+    Reading the nothing that follows its headers lets its connection go back to the pool; a
+    response closed unread takes its connection down with it, so every not-modified source
+    would pay for a new connection (and the pool's bookkeeping of one more). A 304 that
+    announces a body anyway is closed unread, as before: a server that also sends it would
+    leave it in front of the next response on that connection, another source's.
+    """
+    headers = response.headers
+    if (
+        response.status_code in _NO_BODY
+        and not response.is_closed
+        and "transfer-encoding" not in headers
+        and headers.get("content-length", "0").strip() == "0"
+    ):
+        with contextlib.suppress(httpx.HTTPError):
+            await response.aread()
+    await response.aclose()
 
 
 def _redirect_target(response: httpx.Response, location: str) -> str:

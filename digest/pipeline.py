@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from digest import fetch, politeness
@@ -30,7 +30,6 @@ from digest.errors import (
     SendError,
     StorageError,
 )
-from digest.mail import asend_message, build_message, message_domain, message_id
 from digest.models import (
     ChangedEntry,
     CycleReport,
@@ -62,10 +61,15 @@ from digest.prepare import (
     parse_in_worker,
     parse_new_items,
 )
-from digest.render import build_context, render_digest
 from digest.store import DigestRecord, Store
 from digest.stories import StoryIndex, StoryItem, encode_terms, story_terms
-from digest.tag import Rules, format_explanation, load_rules
+from digest.tag import Rules, check_rules, format_explanation, parse_rules
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+# The digest's modules (digest.mail, digest.render: SMTP, Jinja2, CSS inlining) are imported
+# by the methods that send or render one, so a poll cycle does not load them.
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +98,19 @@ class Pipeline:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
-        self.rules: Rules = load_rules(config.tagging.rules)
+        # Checked now, so a broken rules file is refused here; compiled when first needed
+        # (a cycle in which nothing changed tags nothing).
+        self._rules_doc = check_rules(config.tagging.rules)
+        self._rules: Rules | None = None
         self._index: StoryIndex | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    @property
+    def rules(self) -> Rules:
+        """The tagging rules, compiled on first use from the file as it was checked."""
+        if self._rules is None:
+            self._rules = parse_rules(self._rules_doc)
+        return self._rules
 
     def close(self) -> None:
         if self._pool is not None:
@@ -411,19 +425,38 @@ class Pipeline:
             since=now - timedelta(days=settings.max_age_days),
         )
 
-    def publish(self, now: datetime) -> tuple[list[str], int]:
-        """Write every feed file; returns the files that changed and the story count."""
-        settings = self.config.publish
+    def feed_stories(self, now: datetime) -> tuple[list[Story], int]:
+        """Every story a feed file shows, and how many of them the main feed shows."""
         stories = self.published_stories(now)
         shown = len(stories)
         seen = {s.id for s in stories}
-        for tag in settings.tags:  # each tag's feed has its own newest max_items
+        for tag in self.config.publish.tags:  # each tag's feed has its own newest max_items
             extra = [s for s in self.published_stories(now, tag) if s.id not in seen]
             seen.update(s.id for s in extra)
             stories.extend(extra)
+        return stories, shown
+
+    def publish(self, now: datetime) -> tuple[list[str], int]:
+        """Write every feed file; returns the files that changed and the story count.
+
+        When nothing the files show can have changed since the last publish (no entry, tag
+        or story, the settings, the files themselves, nor a story's age), nothing is loaded
+        or built: the same files would come out (see :class:`digest.publish.Published`).
+        """
+        settings = self.config.publish
+        generation, record = self.store.publish_state()
+        last = publishing.Published.from_json(record) if record else None
+        if last is not None and last.still_current(generation, settings, now):
+            self.store.mark_run("publish", now, f"{last.shown} stories, 0 files written")
+            return [], last.shown
+        stories, shown = self.feed_stories(now)
         files = publishing.build_all(stories, settings, now)
         written = publishing.write_outputs(settings.output_dir, files)
-        self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
+        done = publishing.Published.of(stories, settings, now, generation=generation,
+                                       shown=shown)
+        with self.store.transaction():
+            self.store.mark_published(done.to_json())
+            self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
         return written, shown
 
     # -- digests ------------------------------------------------------------------------
@@ -439,6 +472,8 @@ class Pipeline:
         With ``force`` the current period is sent even before its scheduled time (and a
         pending retry does not wait for its back-off).
         """
+        from digest.mail import message_domain, message_id
+
         outcomes: list[DigestOutcome] = []
         lists = [d for d in self.config.digests if list_name in (None, d.name)]
         if list_name is not None and not lists:
@@ -486,6 +521,9 @@ class Pipeline:
 
     def render(self, lst: DigestListSettings, stories: Sequence[Story], period: Period,
                now: datetime) -> tuple[str, str, EmailMessage]:
+        from digest.mail import build_message
+        from digest.render import build_context, render_digest
+
         ctx = build_context(stories, lst, period, feed_url=self.feed_url(), now=now)
         html_body, text = render_digest(ctx, templates_dir=self.config.templates_dir)
         msg = build_message(html_body, text, period=period, settings=lst,
@@ -511,6 +549,8 @@ class Pipeline:
     async def _deliver(self, lst: DigestListSettings, record: DigestRecord,
                        now: datetime) -> DigestOutcome:
         """Send one claimed digest to the recipients that have not accepted it yet."""
+        from digest.mail import asend_message
+
         extra = {"list": lst.name, "period": record.period}
         stories = self.store.stories(tag=None, story_ids=record.story_ids)
         period = period_by_key(lst, record.period)

@@ -16,6 +16,7 @@ Files, relative to ``output_dir``::
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -24,14 +25,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 from urllib.parse import quote, urljoin, urlsplit
-
-from feedgen.feed import FeedGenerator
 
 from digest import __version__, fsutil, tomlutil
 from digest.errors import PublishError
 from digest.models import Entry, Story
+
+if TYPE_CHECKING:
+    from feedgen.feed import FeedGenerator
 
 FeedKind = Literal["rss", "atom", "json"]
 
@@ -420,8 +422,16 @@ def _feed_updated(items: Sequence[_Item]) -> datetime:
 # -- formats -------------------------------------------------------------------------------
 
 
+def _generator() -> FeedGenerator:
+    """feedgen (and lxml under it) is imported when a feed is built, not with the settings:
+    a poll with nothing new to publish never needs it."""
+    from feedgen.feed import FeedGenerator
+
+    return FeedGenerator()
+
+
 def _rss(items: Sequence[_Item], meta: FeedMeta) -> bytes:
-    fg = FeedGenerator()
+    fg = _generator()
     fg.load_extension("dc", atom=False, rss=True)
     fg.title(meta.title)
     # feedgen takes the RSS <link> from the last link added, so the page goes last.
@@ -445,7 +455,7 @@ def _rss(items: Sequence[_Item], meta: FeedMeta) -> bytes:
 
 
 def _atom(items: Sequence[_Item], meta: FeedMeta) -> bytes:
-    fg = FeedGenerator()
+    fg = _generator()
     fg.id(meta.atom_url)
     fg.title(meta.title)
     fg.subtitle(meta.description)
@@ -565,3 +575,136 @@ def write_outputs(out_dir: Path, files: Mapping[str, bytes]) -> list[str]:
                 "(the previous version is still in place)"
             ) from exc
     return written
+
+
+# -- skipping a publish that would write the same files ---------------------------------------
+
+#: Raise when the same stories and settings give other bytes (a new field, another layout), so
+#: that files written before are rewritten rather than kept as unchanged.
+OUTPUT_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Published:
+    """What one publish wrote and from what: the next can tell without loading a story that it
+    would write the same bytes (:meth:`still_current`), and skip building them.
+
+    The files are a function of the stories, the settings and the time. The state's change
+    counter (which every change to entries, tags and stories moves) stands for the stories,
+    a digest for the settings and the program. Time matters in two ways: a story leaves the
+    feeds when its reports leave the ``max_age_days`` window, and a date in the future is
+    shown as "now". ``until`` is the first instant at which the first can change a file, or
+    ``at`` itself when the second applies.
+    """
+
+    #: the store's change counter, read before the stories were
+    generation: int
+    settings: str
+    at: datetime
+    until: datetime | None
+    #: stories in the main feed, as :meth:`digest.pipeline.Pipeline.publish` reports them
+    shown: int
+    #: every output file: [size, mtime_ns, inode], or None when it was missing
+    files: dict[str, list[int] | None]
+
+    @classmethod
+    def of(
+        cls,
+        stories: Sequence[Story],
+        settings: PublishSettings,
+        now: datetime,
+        *,
+        generation: int,
+        shown: int,
+    ) -> Published:
+        """The record of a publish at ``now`` of ``stories``, after its files were written."""
+        return cls(
+            generation=generation,
+            settings=settings_digest(settings),
+            at=now,
+            until=_time_bound(stories, settings.max_age_days, now),
+            shown=shown,
+            files=file_stats(settings),
+        )
+
+    def still_current(self, generation: int, settings: PublishSettings, now: datetime) -> bool:
+        """True when a publish at ``now`` would write exactly the files this one left."""
+        return (
+            generation == self.generation
+            and self.at <= now
+            and (self.until is None or now < self.until)
+            and settings_digest(settings) == self.settings
+            and file_stats(settings) == self.files
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "generation": self.generation,
+                "settings": self.settings,
+                "at": self.at.isoformat(),
+                "until": self.until.isoformat() if self.until else None,
+                "shown": self.shown,
+                "files": self.files,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Published | None:
+        """The record, or None when it cannot be read (then the next publish writes)."""
+        try:
+            doc = json.loads(text)
+            return cls(
+                generation=int(doc["generation"]),
+                settings=str(doc["settings"]),
+                at=datetime.fromisoformat(doc["at"]),
+                until=datetime.fromisoformat(doc["until"]) if doc["until"] else None,
+                shown=int(doc["shown"]),
+                files=dict(doc["files"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def _time_bound(stories: Sequence[Story], max_age_days: int, now: datetime) -> datetime | None:
+    """The first instant after ``now`` at which the passing time alone changes what is
+    published from ``stories``: a report leaves the window (the stories are chosen by their
+    reports' dates, :meth:`digest.store.Store.stories` and :func:`select_for_feed`); ``now``
+    when a date lies in the future, since it is shown as now; None when neither can happen.
+    Only stories already shown can change: the window's start only moves on."""
+    age = timedelta(days=max_age_days)
+    bound: datetime | None = None
+    for story in stories:
+        for entry in story.entries:
+            for moment in (entry.published, entry.updated):
+                if moment > now:
+                    return now
+                leaves = moment + age
+                if leaves > now and (bound is None or leaves < bound):
+                    bound = leaves
+    return bound
+
+
+def settings_digest(settings: PublishSettings) -> str:
+    """Changes when the settings, the program's version or its output format change."""
+    text = f"{__version__}\n{OUTPUT_FORMAT}\n{settings!r}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_stats(settings: PublishSettings) -> dict[str, list[int] | None]:
+    """Size, modification time and inode of every file :func:`build_all` writes.
+
+    A file that is deleted, edited or replaced since the last publish shows here, and the
+    files are written again.
+    """
+    root = settings.output_dir.resolve()
+    out: dict[str, list[int] | None] = {}
+    for name in output_files(settings):
+        try:
+            st = (root / name).stat()
+        except OSError:
+            out[name] = None
+        else:
+            out[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
+    return out

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import fcntl
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -42,7 +39,8 @@ from prometheus_client import (
 
 from digest import web as webapp
 from digest.config import Config, load_config
-from digest.errors import DigestError, ServiceError
+from digest.errors import DigestError
+from digest.lock import StateLock
 from digest.models import CycleReport
 from digest.periods import DigestListSettings, next_run
 from digest.pipeline import DigestOutcome, Pipeline
@@ -63,52 +61,6 @@ _T = TypeVar("_T")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class StateLock:
-    """An exclusive lock on the state folder, released by the kernel if the process dies."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "digest.lock"
-        self._fh: IO[str] | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fh is not None
-
-    def acquire(self) -> None:
-        """Take the lock (a no-op when this object holds it already)."""
-        if self._fh is not None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
-        except OSError as exc:
-            raise ServiceError(
-                f"cannot create the lock file {self.path}: {exc.strerror}; "
-                "make the state folder writable"
-            ) from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            pid = fh.read().strip() or "?"
-            fh.close()
-            raise ServiceError(
-                f"another digest service (pid {pid}) is already running on the state folder "
-                f"{self.path.parent}; stop it first, or give this one another state_dir"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
 
 
 def fetch_class(status: str) -> str | None:

@@ -24,7 +24,7 @@ from digest.errors import StorageError
 from digest.models import Entry, Source, SourceState, SourceUpdate, Story
 from digest.stories import StoryItem, key_rank
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -141,6 +141,31 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE entries ADD COLUMN terms TEXT;
     -- Grouping takes the oldest entries without a story, a batch at a time.
     CREATE INDEX entries_ungrouped ON entries (published, id) WHERE story_id IS NULL;
+    """,
+    5: """
+    -- Every change to what the feeds are built from (entries, their tags, stories) moves this
+    -- counter, so publishing can tell that nothing changed without loading a story. A table
+    -- that the feeds come to depend on needs the same triggers.
+    CREATE TABLE changes (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT INTO changes (id, generation) VALUES (1, 0);
+    """
+    + "".join(
+        f"""
+    CREATE TRIGGER {table}_{event.lower()}_counts AFTER {event} ON {table}
+    BEGIN UPDATE changes SET generation = generation + 1 WHERE id = 1; END;
+    """
+        for table in ("entries", "entry_tags", "stories")
+        for event in ("INSERT", "UPDATE", "DELETE")
+    )
+    + """
+    -- What the last publish wrote and from what (digest.publish.Published, as JSON).
+    CREATE TABLE published (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        record TEXT NOT NULL
+    );
     """,
 }
 
@@ -848,9 +873,33 @@ class Store:
         rows = self._query("SELECT at FROM runs WHERE kind = ?", (kind,))
         return _dt(rows[0]["at"]) if rows else None
 
+    def publish_state(self) -> tuple[int, str | None]:
+        """The change counter of entries, tags and stories, and the last publish's record."""
+        rows = self._query(
+            "SELECT c.generation, p.record FROM changes c LEFT JOIN published p ON p.id = 1"
+        )
+        return int(rows[0][0]), rows[0][1]
+
+    def mark_published(self, record: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO published (id, record) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                (record,),
+            )
+
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a script into statements; a trigger's body keeps its semicolons."""
+    out: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    return out
 
 
 def _tags_json(tags: Sequence[str], scores: Any) -> str:

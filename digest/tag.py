@@ -651,7 +651,37 @@ def load_rules(path: Path) -> Rules:
     return parse_rules(tomlutil.load(path))
 
 
+def check_rules(path: Path) -> tomlutil.Document:
+    """Read and check a rules file without compiling it; returns the document, which
+    :func:`parse_rules` compiles when the rules are needed.
+
+    Every problem :func:`load_rules` reports is reported here, with the same ConfigError:
+    a term's mistakes show when it is expanded, a pattern's when it is compiled alone. What is
+    left out, building the matcher's regular expressions, is most of the work and cannot fail
+    on a file that passed; so a process that may never tag (a poll where nothing changed)
+    still refuses a broken file at start, and pays for compiling only when it tags.
+    """
+    doc = tomlutil.load(path)
+    _read_rules(doc, _Checker())
+    return doc
+
+
+class _Checker(_Matcher):
+    """Stands in for the matcher while a file is only checked: terms are expanded, which is
+    where their mistakes show, and nothing is compiled."""
+
+    def add(self, ref: _Ref, text: str, cased: bool) -> None:
+        expand_term(text, cased)
+
+    def compile(self) -> None:
+        pass
+
+
 def parse_rules(doc: tomlutil.Document) -> Rules:
+    return _read_rules(doc, _Matcher())
+
+
+def _read_rules(doc: tomlutil.Document, matcher: _Matcher) -> Rules:
     root = doc.root()
     selection = root.get("selection", str, None)
     source_score = root.get("source_score", float, 5.0, check=_positive)
@@ -660,7 +690,6 @@ def parse_rules(doc: tomlutil.Document) -> Rules:
     weights = _read_weights(defaults, FieldWeights())
     defaults.finish()
 
-    matcher = _Matcher()
     tags: list[TagRule] = []
     tag_sections = root.table("tags", required=True)
     for name, sec in tag_sections.subtables():
@@ -818,6 +847,12 @@ def _check_pattern(sec: tomlutil.Section, i: int, pattern: str) -> None:
         raise fail(f"{pattern!r} has a capturing group; write (?:...) instead of (...)")
     if compiled.search("") is not None:
         raise fail(f"{pattern!r} matches the empty text; it must require at least one character")
+    try:
+        # All patterns are joined into one expression, each in a group of its own.
+        re.compile(f"(?:{pattern})")
+    except re.error as exc:
+        raise fail(f"{pattern!r} cannot be combined with the other patterns: {exc}; "
+                   "write flags inside a group, as in (?i:...)") from None
 
 
 def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, ...]:

@@ -216,12 +216,17 @@ def test_invalid_config_exits_78_with_one_line_naming_file_key_and_line(
     assert f"{path}:{line}: sources[2].bogus: unknown key" in result.stderr
 
 
-def test_invalid_rules_file_exits_78(write_config: Callable[..., Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command", [["check"], ["poll"], ["publish"], ["run", "--once", "--no-server"]]
+)
+def test_invalid_rules_file_exits_78(
+    write_config: Callable[..., Path], tmp_path: Path, command: list[str]
+) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("[tags.armenia]\nterms = ['armenia']\nbogus = true\n", encoding="utf-8")
     path = write_config("").read_text().replace(str(CONFIG_DIR / "rules.toml"), str(rules))
     (tmp_path / "digest.toml").write_text(path, encoding="utf-8")
-    result = digest("--config", tmp_path / "digest.toml", "check")
+    result = digest("--config", tmp_path / "digest.toml", *command)
     assert result.exit_code == EXIT_CONFIG
     assert f"{rules}:3: tags.armenia.bogus: unknown key" in result.stderr
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
+import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +20,15 @@ import httpx
 import pytest
 
 from digest import USER_AGENT
-from digest.fetch import ERROR_MESSAGES, Fetcher, describe_error, fetch_all, fetch_one, make_client
+from digest.fetch import (
+    ERROR_MESSAGES,
+    ConnectionSlots,
+    Fetcher,
+    describe_error,
+    fetch_all,
+    fetch_one,
+    make_client,
+)
 from digest.models import FetchResult, Source, SourceState
 from digest.politeness import FetchSettings, apply_result
 from tests import servers
@@ -503,6 +514,122 @@ def test_connections_are_reused(feed_server: FeedServer) -> None:
         jobs.append((src, fresh(src)))
     _run_all(jobs, replace(FAST, per_host=1, concurrency=1))
     assert len({r.client_port for r in feed_server.requests}) == 1
+
+
+def test_not_modified_answers_keep_the_connection(feed_server: FeedServer) -> None:
+    feed_server.add("/feed", RSS, etag='"v1"')
+    jobs = []
+    for i in range(4):
+        src = source(feed_server.url(f"/feed?n={i}"), name=f"s{i}")
+        jobs.append((src, replace(fresh(src), etag='"v1"')))
+    results = _run_all(jobs, replace(FAST, per_host=1, concurrency=1))
+    assert [r.outcome for r in results] == ["not_modified"] * 4
+    assert len({r.client_port for r in feed_server.requests}) == 1
+
+
+@contextmanager
+def raw_server(answers: dict[str, bytes]) -> Iterator[str]:
+    """A keep-alive HTTP server that sends exactly the bytes given for each path."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            pending = b""
+            while data := conn.recv(65536):
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    path = head.split(b" ")[1].decode()
+                    conn.sendall(answers[path.split("?")[0]])
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def test_a_304_with_a_body_does_not_spill_into_the_next_answer() -> None:
+    answers = {
+        "/liar": b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 5\r\n\r\nhello',
+        "/feed": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RSS), RSS),
+    }
+    with raw_server(answers) as base:
+        liar = source(f"{base}/liar", name="liar")
+        jobs = [(liar, replace(fresh(liar), etag='"v1"'))]
+        for i in range(3):
+            src = source(f"{base}/feed?n={i}", name=f"s{i}")
+            jobs.append((src, fresh(src)))
+        results = _run_all(jobs, replace(FAST, per_host=1, concurrency=1))
+    assert [r.outcome for r in results] == ["not_modified", "ok", "ok", "ok"], results
+
+
+def test_connection_slots_never_hold_more_connections_than_allowed(
+    feed_server: FeedServer,
+) -> None:
+    psutil = pytest.importorskip("psutil")
+    feed_server.add("/feed", RSS, etag='"v1"')
+    port = int(feed_server.url("/").split(":")[2].split("/")[0])
+    hosts = ("127.0.0.1", "localhost")
+    slots = ConnectionSlots(1)
+
+    def open_connections() -> int:
+        return sum(
+            1
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        )
+
+    async def go() -> list[int]:
+        seen = []
+        async with httpx.AsyncClient(transport=slots) as client:
+            for rounds in range(3):
+                urls = [feed_server.url(f"/feed?r={rounds}", host=h) for h in hosts]
+                answers = await asyncio.gather(*(client.get(u) for u in urls))
+                assert [a.status_code for a in answers] == [200, 200]
+                seen.append(open_connections())
+            urls = [feed_server.url(f"/feed?again={i}") for i in range(3)]
+            for url in urls:
+                assert (await client.get(url)).status_code == 200
+            seen.append(open_connections())
+        return seen
+
+    assert max(asyncio.run(go())) == 1
+    # The one slot went from origin to origin, and was kept alive while the origin stayed.
+    assert {r.host.rsplit(":", 1)[0] for r in feed_server.requests} == set(hosts)
+    assert len({r.client_port for r in feed_server.requests[-3:]}) == 1
+
+
+def test_connection_slots_time_out_like_a_full_pool(feed_server: FeedServer) -> None:
+    feed_server.add("/slow", RSS, delay=0.5)
+
+    async def go() -> list[object]:
+        timeout = httpx.Timeout(5.0, pool=0.1)
+        async with httpx.AsyncClient(transport=ConnectionSlots(2), timeout=timeout) as client:
+            urls = [feed_server.url(f"/slow?n={i}") for i in range(3)]
+            return await asyncio.gather(*(client.get(u) for u in urls), return_exceptions=True)
+
+    outcomes = asyncio.run(go())
+    assert sorted(type(o).__name__ for o in outcomes) == ["PoolTimeout", "Response", "Response"]
+    assert feed_server.max_concurrency() == 2
+
+
+def test_proxy_environment_variables_are_honoured(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed_server.add("http://feeds.invalid/feed", RSS)  # the absolute form a proxy receives
+    monkeypatch.setenv("HTTP_PROXY", feed_server.url("/"))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    res = fetch(source("http://feeds.invalid/feed"))
+    assert (res.outcome, res.body) == ("ok", RSS), res.error
+    assert [r.path for r in feed_server.requests] == ["http://feeds.invalid/feed"]
 
 
 def test_a_failing_source_does_not_affect_the_others(

@@ -25,6 +25,7 @@ from digest import pipeline as pipeline_module
 from digest import prepare as prepare_module
 from digest.cli import cli
 from digest.config import TaggingSettings, load_config
+from digest.errors import ConfigError
 from digest.models import CycleReport, SourceReport
 from digest.pipeline import POOL_THRESHOLD, Pipeline
 from digest.store import Store
@@ -485,6 +486,26 @@ def test_tags_are_stored_and_retag_applies_a_rules_change(
         assert "armenia" in retagged[FOOTBALL.title or ""]
         assert retagged[MEETING_A.title or ""] == tags[MEETING_A.title or ""]
         assert FOOTBALL.title in [s.lead.title for s in store.stories(tag="armenia")]
+
+
+def test_rules_are_checked_at_start_and_tag_as_checked(
+    feed_server: FeedServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.read_text(encoding="utf-8"), encoding="utf-8")
+    feed_server.add("/feed.xml", rss([MEETING_A]))
+    path = write_config(FETCH + sources_toml(feed_server, {"news": "/feed.xml"}))
+    path.write_text(path.read_text().replace(str(RULES), str(rules)), encoding="utf-8")
+    with open_pipeline(path) as pipe:
+        # Compiling waits for the first entry to tag, but uses the file as it was checked:
+        # an edit after the start is not half-applied (a reload or a restart applies it).
+        rules.write_text("[tags.broken]\nterms = ['x{y']\n", encoding="utf-8")
+        assert by_source(poll(pipe))["news"].new == 1
+        (entry,) = [e for batch in pipe.store.iter_entries() for e in batch]
+        assert SELECTION in entry.tags
+    broken = r"tags\.broken\.terms\[1\]: unbalanced braces"
+    with pytest.raises(ConfigError, match=broken), open_pipeline(path):
+        pass
 
 
 def test_explain_names_tags_selection_and_story(

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from aiosmtpd.smtp import Envelope, Session
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digest.config import load_config
-from digest.errors import ServiceError
+from digest.errors import ConfigError, ServiceError
 from digest.models import CycleReport, SourceReport
 from digest.periods import due_period, next_run
 from digest.service import DigestTrigger, Metrics, Service, fetch_class
@@ -633,6 +633,22 @@ def test_health_turns_503_when_the_last_poll_is_too_old(tmp_path: Path) -> None:
         status, body = svc.health()
         assert (status, body["status"]) == (503, "stale")
         assert body["digests"] == {"daily": None}
+    finally:
+        svc.close()
+
+
+def test_a_broken_rules_file_stops_the_start_and_a_reload(tmp_path: Path) -> None:
+    setup = Setup(tmp_path, {})
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.read_text(encoding="utf-8"), encoding="utf-8")
+    setup.path.write_text(setup.text().replace(str(RULES), str(rules)), encoding="utf-8")
+    svc = Service(load_config(setup.path))
+    try:
+        rules.write_text("[tags.a]\nterms = ['x']\npatterns = ['(x']\n", encoding="utf-8")
+        assert asyncio.run(svc.reload()) is False
+        with pytest.raises(ConfigError, match=r"tags\.a\.patterns\[1\]"):
+            Service(replace(svc.config, service=replace(svc.config.service,
+                                                        state_dir=tmp_path / "other")))
     finally:
         svc.close()
 

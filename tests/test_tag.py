@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from digest.errors import ConfigError
 from digest.tag import (
     Rules,
     TagDecision,
+    check_rules,
     check_selection,
     format_explanation,
     load_rules,
@@ -338,14 +340,16 @@ def test_default_rules_load_with_a_valid_selection(default: Rules) -> None:
 # -- rules-file errors --------------------------------------------------------------------------
 
 
-def error_for(tmp_path: Path, text: str) -> ConfigError:
+def error_for(
+    tmp_path: Path, text: str, load: Callable[[Path], object] = load_rules
+) -> ConfigError:
     path = write_rules(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        load_rules(path)
+        load(path)
     return info.value
 
 
-@pytest.mark.parametrize(
+RULES_FILE_ERRORS = pytest.mark.parametrize(
     ("text", "key", "line", "message"),
     [
         ('[tags.a]\nterms = ["x"]\ncolour = 1\n', "tags.a.colour", 3, "unknown key"),
@@ -376,8 +380,13 @@ def error_for(tmp_path: Path, text: str) -> ConfigError:
         ('[tags.a]\ndescription = "only words"\n', "tags.a", 1, "at least one of terms"),
         ('[defaults]\nweights = { title = 3, body = 1 }\n[tags.a]\nterms = ["x"]\n',
          "defaults.weights.body", 2, "unknown key"),
+        ('[tags.a]\nterms = ["x"]\npatterns = ["(?s)x"]\n', "tags.a.patterns[1]", 3,
+         "write flags inside a group"),
     ],
 )  # fmt: skip
+
+
+@RULES_FILE_ERRORS
 def test_rules_file_errors_name_file_key_and_line(
     tmp_path: Path, text: str, key: str, line: int, message: str
 ) -> None:
@@ -386,6 +395,22 @@ def test_rules_file_errors_name_file_key_and_line(
     assert (error.key, error.line) == (key, line)
     assert message in str(error)
     assert str(error).startswith(f"{tmp_path / 'rules.toml'}:{line}: {key}: ")
+
+
+@RULES_FILE_ERRORS
+def test_checking_a_rules_file_finds_what_loading_finds(
+    tmp_path: Path, text: str, key: str, line: int, message: str
+) -> None:
+    assert str(error_for(tmp_path, text, check_rules)) == str(error_for(tmp_path, text))
+
+
+def test_checked_rules_compile_to_the_loaded_rules(tmp_path: Path) -> None:
+    path = write_rules(tmp_path, SMALL_RULES)
+    checked = parse_rules(check_rules(path))
+    loaded = load_rules(path)
+    assert checked == loaded
+    title = "Armenian foreign minister in talks, UN summit"
+    assert tag_text(checked, title=title) == tag_text(loaded, title=title)
 
 
 def test_a_missing_rules_file_is_a_config_error(tmp_path: Path) -> None:
