@@ -51,22 +51,20 @@ from digest.periods import (
     period_by_key,
     period_for,
 )
-from digest.prepare import (
-    STORY_SUMMARY_CHARS,
-    FeedJob,
-    FeedResult,
-    Prepared,
-    decide_tags,
-    init_worker,
-    parse_in_worker,
-    parse_new_items,
-)
 from digest.store import DigestRecord, Store
-from digest.stories import StoryIndex, StoryItem, encode_terms, story_terms
+from digest.stories import (
+    STORY_SUMMARY_CHARS,
+    StoryIndex,
+    StoryItem,
+    encode_terms,
+    story_terms,
+)
 from digest.tag import Rules, check_rules, format_explanation, parse_rules
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
+
+    from digest.prepare import FeedResult, Prepared
 
 # The digest's modules (digest.mail, digest.render: SMTP, Jinja2, CSS inlining) are imported
 # by the methods that send or render one, so a poll cycle does not load them.
@@ -224,17 +222,20 @@ class Pipeline:
     ) -> FeedResult:
         """Parse the items whose raw bytes are new, in a parser process when the document is
         big enough to be worth the trip (which then also keys, tags and normalises them)."""
-        job = FeedJob(
+        # Parsing (feedparser, nh3) is imported when a cycle first has something to parse.
+        from digest import prepare
+
+        job = prepare.FeedJob(
             body=result.body, headers=dict(result.headers), base=result.final_url or src.url,
             now=now, source=src.name, source_tags=src.tags,
             known_items=frozenset(self.store.item_hashes(src.name)),
         )
         if not use_pool or len(result.body) < POOL_MIN_BYTES:
-            return parse_new_items(job, None)
+            return prepare.parse_new_items(job, None)
         loop = asyncio.get_running_loop()
         pool = self._get_pool()
         try:
-            return await loop.run_in_executor(pool, parse_in_worker, job)
+            return await loop.run_in_executor(pool, prepare.parse_in_worker, job)
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): a broken pool refuses all later work,
             # so the next cycle starts a new one instead of failing forever.
@@ -244,12 +245,14 @@ class Pipeline:
             raise
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        from digest import prepare
+
         if self._pool is None:
             workers = self.config.service.parse_workers or os.cpu_count() or 1
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["digest.prepare"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=init_worker,
+                workers, mp_context=ctx, initializer=prepare.init_worker,
                 initargs=(str(self.config.tagging.rules),),
             )
         return self._pool
@@ -344,13 +347,15 @@ class Pipeline:
     ) -> SourceUpdate:
         """Tags and story words of the new and changed entries (computed here unless a parser
         process did)."""
+        from digest import prepare
+
         known = known or {}
 
         def tagged(item: NewEntry | ChangedEntry) -> NewEntry | ChangedEntry:
             done = known.get(id(item.parsed))
             if done is not None:
                 return replace(item, tags=done.tags, scores=done.scores, terms=done.terms)
-            decision = decide_tags(self.rules, item.parsed, src.tags)
+            decision = prepare.decide_tags(self.rules, item.parsed, src.tags)
             words = story_terms(item.parsed.title, item.parsed.summary[:STORY_SUMMARY_CHARS])
             return replace(item, tags=decision.tags, scores=dict(decision.scores),
                            terms=encode_terms(*words))
@@ -591,13 +596,15 @@ class Pipeline:
 
     def retag(self, progress: Callable[[int], None] | None = None) -> int:
         """Re-tag every stored entry; one transaction per batch. Returns how many changed."""
+        from digest import prepare
+
         sources = {s.name: s for s in self.config.sources}
         changed = 0
         for batch in self.store.iter_entries(500):
             with self.store.transaction():
                 for entry in batch:
                     src = sources.get(entry.source)
-                    decision = decide_tags(self.rules, entry, src.tags if src else ())
+                    decision = prepare.decide_tags(self.rules, entry, src.tags if src else ())
                     if decision.tags != entry.tags:
                         changed += 1
                     self.store.set_tags(entry.id, decision.tags, decision.scores)
@@ -607,12 +614,14 @@ class Pipeline:
 
     def explain(self, ref: str, now: datetime) -> str:
         """Tags, selection and story of one stored entry, in words."""
+        from digest import prepare
+
         entry = self.store.find_entry(ref)
         if entry is None:
             raise DigestError(f"no stored entry with id or link {ref!r}; "
                               "`digest status` shows what is stored")
         src = next((s for s in self.config.sources if s.name == entry.source), None)
-        decision = decide_tags(self.rules, entry, src.tags if src else ())
+        decision = prepare.decide_tags(self.rules, entry, src.tags if src else ())
         lines = [f"entry {entry.id}: {entry.title}",
                  f"source: {entry.source}; link: {entry.link or '-'}; "
                  f"published {entry.published:%Y-%m-%d %H:%M} UTC", "",

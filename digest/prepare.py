@@ -20,7 +20,7 @@ from digest.feedsplit import split_feed
 from digest.identity import canonical_link, entry_keys
 from digest.models import Entry, EntryKeys, ParsedEntry, ParsedFeed
 from digest.parse import parse_feed
-from digest.stories import encode_terms, story_terms
+from digest.stories import STORY_SUMMARY_CHARS, encode_terms, story_terms
 from digest.tag import Rules, TagDecision, load_rules, tag_text
 
 _TAG_RE = re.compile(r"<[^>]+>")
@@ -29,8 +29,6 @@ _TAG_RE = re.compile(r"<[^>]+>")
 #: how much of an entry's summary and content the tagger reads: the lead carries the signal,
 #: and the rest of a long article only costs time
 TAG_TEXT_CHARS = 600
-#: how much of a summary story grouping compares
-STORY_SUMMARY_CHARS = 600
 
 
 def html_text(fragment: str, limit: int = TAG_TEXT_CHARS) -> str:

@@ -212,6 +212,8 @@ def story_terms(title: str, summary: str) -> tuple[Terms, Terms]:
     return terms(title), terms(summary)
 
 
+#: how much of a summary story grouping compares
+STORY_SUMMARY_CHARS = 600
 #: bump when textnorm's keys change, so that stored words are computed again
 TERMS_VERSION = "1"
 _FIELD, _KEY = "\x1e", "\x1f"

@@ -428,14 +428,14 @@ def test_process_pool_stores_the_same_as_the_inline_path(
         paths[f"source-{i}"] = f"/f{i}.xml"
     pooled_cfg = write_config(FETCH + sources_toml(feed_server, paths), name="pooled.toml")
     main_process_tagging = []
-    real_decide = pipeline_module.decide_tags
-    monkeypatch.setattr(pipeline_module, "decide_tags",
+    real_decide = prepare_module.decide_tags
+    monkeypatch.setattr(prepare_module, "decide_tags",
                         lambda *a: main_process_tagging.append(1) or real_decide(*a))
     with open_pipeline(pooled_cfg) as pipe:
         report = poll(pipe)
         assert pipe._pool is not None, "8 sources must parse in the pool"
         assert not main_process_tagging, "the parser processes tag what they parse"
-    monkeypatch.setattr(pipeline_module, "decide_tags", real_decide)
+    monkeypatch.setattr(prepare_module, "decide_tags", real_decide)
     with open_pipeline(pooled_cfg) as pipe:
         assert report.new == sum(1 + i % len(samples) for i in range(POOL_THRESHOLD))
         pooled = _stored(pipe.config.db_path)
