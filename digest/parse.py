@@ -94,8 +94,11 @@ def parse_feed(
         result = feedparser.parse(
             io.BytesIO(body),
             response_headers=hdrs,
-            resolve_relative_uris=True,
-            sanitize_html=False,  # nh3 does it below, once, with a whitelist
+            # nh3 does both below, once: it sanitises with a whitelist and resolves the URLs
+            # of the content against its base (feedparser's resolver re-serialises every HTML
+            # field through sgmllib, which costs more than parsing the feed itself)
+            resolve_relative_uris=False,
+            sanitize_html=False,
         )
     except (ValueError, LookupError, xml.sax.SAXException, RecursionError) as exc:
         # feedparser reports problems through ``bozo``; these escape only on very broken input.
@@ -271,7 +274,7 @@ def _entry(raw: Mapping[str, Any], base: str | None, now: datetime) -> ParsedEnt
         link = _alternate_link(raw.get("links"), base)
     title = _clip(_text(raw.get("title_detail"), raw.get("title")), TITLE_MAX)
 
-    content_raw, content_is_html = _best_content(raw)
+    content_raw, content_is_html, content_base = _best_content(raw, base)
     # Without summary_detail, feedparser's "summary" is a copy of the content: use the content.
     detail = raw.get("summary_detail")
     summary = _text(detail, raw.get("summary")) if isinstance(detail, Mapping) else ""
@@ -295,7 +298,9 @@ def _entry(raw: Mapping[str, Any], base: str | None, now: datetime) -> ParsedEnt
         link=link,
         title=title,
         summary=summary,
-        content_html=sanitize_html(content_raw, base) if content_is_html else _escape(content_raw),
+        content_html=(
+            sanitize_html(content_raw, content_base) if content_is_html else _escape(content_raw)
+        ),
         published=published,
         updated=updated,
         date_missing=date_missing,
@@ -315,20 +320,33 @@ def _alternate_link(links: object, base: str | None) -> str | None:
     return None
 
 
-def _best_content(raw: Mapping[str, Any]) -> tuple[str, bool]:
-    """Full content when given (HTML preferred), else the summary; with its HTML flag."""
+def _best_content(raw: Mapping[str, Any], base: str | None) -> tuple[str, bool, str | None]:
+    """Full content when given (HTML preferred), else the summary; with its HTML flag and the
+    base its relative URLs resolve against."""
     contents = [c for c in raw.get("content") or [] if isinstance(c, Mapping) and c.get("value")]
     contents.sort(key=lambda c: not _is_html_type(c.get("type")))
     if contents:
         first = contents[0]
-        return str(first["value"]), _is_html_type(first.get("type"))
+        return str(first["value"]), _is_html_type(first.get("type")), _content_base(first, base)
     detail = raw.get("summary_detail")
     value = raw.get("summary")
     if isinstance(value, str) and value:
         if isinstance(detail, Mapping):
-            return value, _is_html_type(detail.get("type"))
-        return value, "<" in value
-    return "", False
+            return value, _is_html_type(detail.get("type")), _content_base(detail, base)
+        return value, "<" in value, base
+    return "", False, base
+
+
+def _content_base(detail: Mapping[str, Any], base: str | None) -> str | None:
+    """The base of one text construct: feedparser records the xml:base in force where it
+    appeared (Atom allows one on any element), itself relative to the document's URL."""
+    local = detail.get("base")
+    if not isinstance(local, str) or not local.strip():
+        return base
+    try:
+        return urljoin(base, local) if base else local
+    except ValueError:
+        return base
 
 
 def _date(value: object, now: datetime) -> datetime | None:
@@ -413,9 +431,26 @@ def sanitize_html(value: str, base: str | None) -> str:
         # let it become a link to the base.
         return absolute_http_url(url, base) if url.strip() else None
 
-    return nh3.clean(
+    cleaned = nh3.clean(
         _HTML_JUNK.sub("", value), url_schemes=_CONTENT_URL_SCHEMES, url_relative=resolve
     )
+    return _SEVERAL_ATTRS.sub(_sort_attrs, cleaned)
+
+
+# A tag of nh3's output with two or more attributes: nh3 writes every attribute as name="value"
+# with <, >, & and " escaped, and drops comments, so each "<" of its output opens a tag.
+_SEVERAL_ATTRS = re.compile(r'<([a-z][a-z0-9]*)((?: [^\s"\'>/=]+="[^"]*"){2,})>')
+_ATTR = re.compile(r' ([^\s"\'>/=]+)="[^"]*"')
+_LINK_REL = ' rel="noopener noreferrer"'
+
+
+def _sort_attrs(match: re.Match[str]) -> str:
+    """Attributes in name order, the rel that nh3 gives links last: the canonical form that
+    stored HTML has always had (a source reordering attributes does not edit its entries)."""
+    attrs = [m.group(0) for m in _ATTR.finditer(match.group(2))]
+    rel = attrs.pop() if match.group(1) == "a" and attrs[-1] == _LINK_REL else ""
+    attrs.sort(key=lambda attr: attr[1 : attr.index("=")])
+    return f"<{match.group(1)}{''.join(attrs)}{rel}>"
 
 
 def plain_text(value: str, *, is_html: bool) -> str:

@@ -241,6 +241,80 @@ def test_content_location_header_is_the_base() -> None:
     assert one(rss(item(title="t", link="x")), headers).link == "https://news.example.org/mirror/x"
 
 
+def atom(entries: str, feed_attrs: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"'
+        f"{feed_attrs}><title>T</title><id>urn:t</id>{entries}</feed>"
+    ).encode()
+
+
+ATOM_TYPE = {"content-type": "application/atom+xml"}
+XML_BASE_FEED = atom(
+    """<entry xml:base="posts/2024/"><title>One</title><link href="one.html"/><id>urn:1</id>
+      <link rel="enclosure" href="one.mp3" type="audio/mpeg" length="1"/>
+      <summary type="html">&lt;a href="sum.html"&gt;s&lt;/a&gt;</summary>
+      <content type="html" xml:base="/media/">&lt;p&gt;&lt;a href="pic.html"&gt;pic&lt;/a&gt;
+        &lt;img src="../i.png"&gt; &lt;a href="https://other.example.net/x"&gt;x&lt;/a&gt;
+        &lt;a href="//cdn.example.net/y"&gt;y&lt;/a&gt;&lt;/p&gt;</content></entry>
+    <entry><title>Two</title><link href="two.html"/><id>urn:2</id>
+      <content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><a href="rel/a.html">a</a>
+      <img src="b.png"/></div></content></entry>
+    <entry xml:base="/only-summary/"><title>Three</title><link href="three.html"/><id>urn:3</id>
+      <summary type="html">&lt;a href="s3.html"&gt;s&lt;/a&gt;</summary></entry>""",
+    ' xml:base="http://cdn.example.com/blog/"',
+)
+
+
+def test_xml_base_resolves_links_and_content_urls_per_element() -> None:
+    """Atom allows xml:base on any element; each URL resolves against the one in force where
+    it appears (nested bases are themselves relative to the enclosing one)."""
+    entries = parse_feed(XML_BASE_FEED, ATOM_TYPE, BASE, NOW).entries
+    assert [e.link for e in entries] == [
+        "http://cdn.example.com/blog/posts/2024/one.html",
+        "http://cdn.example.com/blog/two.html",
+        "http://cdn.example.com/only-summary/three.html",
+    ]
+    first, second, third = (e.content_html for e in entries)
+    assert 'href="http://cdn.example.com/media/pic.html"' in first
+    assert 'src="http://cdn.example.com/i.png"' in first
+    assert 'href="https://other.example.net/x"' in first
+    assert 'href="http://cdn.example.net/y"' in first
+    assert 'href="http://cdn.example.com/blog/rel/a.html"' in second
+    assert 'src="http://cdn.example.com/blog/b.png"' in second
+    # the summary stands in for missing content, with its own base
+    assert third == (
+        '<a href="http://cdn.example.com/only-summary/s3.html" rel="noopener noreferrer">s</a>'
+    )
+
+
+def test_relative_xml_base_resolves_against_the_feed_url() -> None:
+    body = atom(
+        '<entry><title>t</title><link href="a.html"/><id>urn:1</id>'
+        '<content type="html">&lt;a href="b.html"&gt;b&lt;/a&gt;</content></entry>',
+        ' xml:base="/site/"',
+    )
+    entry = one(body, ATOM_TYPE)
+    assert entry.link == "https://news.example.org/site/a.html"
+    assert 'href="https://news.example.org/site/b.html"' in entry.content_html
+    # without a document URL, relative bases leave relative URLs, which are dropped
+    entry = one(body, ATOM_TYPE, base=None)
+    assert entry.link is None
+    assert entry.content_html == '<a rel="noopener noreferrer">b</a>'
+
+
+def test_stored_html_lists_attributes_in_name_order() -> None:
+    """A source that reorders attributes does not edit its entries."""
+    html = (
+        '&lt;img width="2" src="/i.png" alt="A &amp;amp; B"&gt;'
+        '&lt;a title="t" href="/x"&gt;x&lt;/a&gt;'
+    )
+    entry = one(rss(item(title="t", link="/a", description=html)))
+    assert entry.content_html == (
+        '<img alt="A &amp; B" src="https://news.example.org/i.png" width="2">'
+        '<a href="https://news.example.org/x" title="t" rel="noopener noreferrer">x</a>'
+    )
+
+
 def test_untitled_entry_takes_its_title_from_the_summary_or_link() -> None:
     feed = parse_feed(
         rss(
