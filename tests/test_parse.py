@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest import parse as parse_module
 from digest.errors import ParseError
 from digest.models import ParsedEntry, ParsedFeed
 from digest.parse import MAX_ENTITY_EXPANSION, SUMMARY_MAX, TITLE_MAX, parse_feed
@@ -557,6 +559,118 @@ def test_this_sax_parser_does_not_load_external_entities(secret_file: Path) -> N
     parser.setContentHandler(Handler())
     parser.parse(io.BytesIO(doc.encode()))
     assert CANARY not in "".join(seen)
+
+
+# --- fast paths: the same results as the general code -----------------------------------------
+
+# Markup as feeds write it, and the odd corners html.parser reads in its own way.
+HTML_PIECES = [
+    "Talks in Baku", " ", "\n", "&amp;", "&lt;", "&#8212;", "&#x2014;", "&nbsp;", "&mdash;",
+    "&amp", "&copy", "AT&T", "&unknown;", "&#0;", "& ", "&", ";", "<", ">", "a < b", "<3",
+    "<p>", "</p>", "<P>", "<p/>", "<br>", "<br/>", "<br />", "</br>", "<hr>", "<b>", "</b>",
+    "<div class='lead'>", "</div>", "<li>", "<td>", "<span title=\"a > b\">", "</span>",
+    '<a href="/x?a=1&amp;b=2">', "<a href=/x/>", "<a title>", "<a b='c'd>", "</a>",
+    '<img src="/i.png" alt="A &amp; B"/>', "<img\tsrc=x\nalt=''>", "<o:p></o:p>", "<my-el>",
+    "<script>", "</script>", "<script async src='x.js'></script>", "<script>var a = 1;</script>",
+    "<script>if (a < b) {}</script>", "<SCRIPT>x</SCRIPT>", "<style>.a{color:red}</style>",
+    "<title>", "</title>", "<title/>", "<noscript><img src=x></noscript>", "<noscript>",
+    "<template>", "</template>", "<head>", "</head>", "<iframe src=x></iframe>", "<iframe>",
+    "<textarea>a &amp; b</textarea>", "<plaintext>", "<xmp>", "<!-- wp:paragraph -->",
+    "<!-- a -- b -->", "<!---->", "<!-->", "<!DOCTYPE html>", "<![CDATA[x]]>", "<?php x ?>",
+    "</>", "</ p>", "</p foo>", "<a/b>", "<p\x00>", "<\u00e9>", "<p\u00a0x>", "<a\vb>",
+    '<a href="x', "Армения", "Qarabağ",
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(HTML_PIECES), max_size=25))
+def test_simple_html_reads_as_html_parser_reads_it(pieces: list[str]) -> None:
+    value = "".join(pieces)
+    fast = parse_module._simple_html_to_text(value)
+    assert fast is None or fast == parse_module._parsed_html_to_text(value)
+    assert parse_module._html_to_text(value) == parse_module._parsed_html_to_text(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<head><template>x</template>y</head>z",
+        "</title>a<title>b</title>c",
+        "<title/>x</title>y",
+        "<script/>x</script>y",
+        "<p>a<noscript>b</noscript>c</p>",
+        "<style>a</style ><b>x</b>",
+        "<iframe>a</iframe>b",
+        "<TITLE>a</Title>b",
+        "a&amp;b<br/>c&#8212;d<br >e",
+        "x<!-- c -->y<!-- d -- e -->z",
+        "<div\n  class='a'\tid=b>x</div\n>y",
+    ],
+)
+def test_simple_html_reads_tricky_markup_as_html_parser_does(value: str) -> None:
+    fast = parse_module._simple_html_to_text(value)
+    assert fast is None or fast == parse_module._parsed_html_to_text(value)
+
+
+def test_feed_html_takes_the_fast_path() -> None:
+    html = (
+        '<p class="lead">Talks in <a href="https://ex.org/a?b=1&amp;c=2" title="More">Baku'
+        "</a> &amp; Yerevan&nbsp;&#8212; <b>today</b>.<br/><img src=x.png alt=''></p>\n"
+        "<!-- wp:embed --><blockquote class='twitter-tweet'><p>Tweet</p></blockquote>"
+        '<script async src="https://platform.twitter.com/widgets.js"></script><div></div>'
+    )
+    text = parse_module._simple_html_to_text(html)
+    assert text is not None
+    assert text == parse_module._parsed_html_to_text(html)
+
+
+def reference_absolute_http_url(url: object, base: str | None) -> str | None:
+    """absolute_http_url as first written, before its fast path for plain absolute URLs."""
+    if not isinstance(url, str):
+        return None
+    junk = parse_module._JUNK_CHARS
+    url = parse_module._URL_BREAKS.sub("", junk.sub("", url).strip()).replace(" ", "%20")
+    if not url:
+        return None
+    try:
+        resolved = urljoin(base, url) if base else url
+        parts = urlsplit(resolved)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return None
+        parts.port  # noqa: B018
+    except ValueError:
+        return None
+    return resolved
+
+
+URL_PIECES = [
+    "http://", "https://", "HTTP://", "ftp://", "//", "/", "a", "b.c", "ex.org", ":", ":80",
+    ":99999", "?", "?q=1", "#", "#f", ";", "&", "@", "[", "]", "[::1]", "%20", " ", "\t", "\n",
+    "\x00", "\x85", "\u00a0", "é", "ж", "..", ".", "\\", "javascript:", "mailto:",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(["", "http://", "https://"]),
+    st.lists(st.sampled_from(URL_PIECES), max_size=8),
+    st.sampled_from([None, "", BASE, "https://ex.org", "http://[::1]/x", "relative/", "http://a/b;c"]),
+)
+def test_absolute_urls_resolve_as_urljoin_resolves_them(
+    scheme: str, pieces: list[str], base: str | None
+) -> None:
+    url = scheme + "".join(pieces)
+    assert parse_module.absolute_http_url(url, base) == reference_absolute_http_url(url, base)
+
+
+LINE_CHARS = list(" ab\t\n\r\x00\x08\x0b\x0c\x1c\x1f\x7f\x85\x9f\xa0\u2028\ufffe\ufeff")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(st.sampled_from(LINE_CHARS)))
+def test_one_line_drops_junk_and_collapses_whitespace(text: str) -> None:
+    expected = " ".join(parse_module._JUNK_CHARS.sub("", text).split())
+    assert parse_module._one_line(text) == expected
 
 
 # --- process pool contract and properties ---------------------------------------------------
