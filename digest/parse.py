@@ -62,6 +62,12 @@ _JUNK_CHARS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\uff
 # CR (XML forbids most of them), surrogates and the two noncharacters.
 _HTML_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 _URL_BREAKS = re.compile(r"[ \t]*[\r\n]\s*|\t")
+# An absolute http(s) URL that urljoin returns as it is: lower-case scheme, ASCII host and port
+# (group 1), no ";" (urljoin rewrites path parameters), no empty "?" or "#" (it drops them).
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::([0-9]+))?(?:/[^;?#\x00-\x20\x7f]*)?"
+    r"(?:\?[^#\x00-\x20\x7f]+)?(?:#[^\x00-\x20\x7f]+)?\Z"
+)
 #: the start of a tag or comment, as opposed to a lone "<" in text ("a < b", "<-->")
 _MARKUP = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9:-]*(?=[\s/>])|!--)")
 _ENTITY_DECL = re.compile(rb"""<!ENTITY\s+([^\s%"'>]+)\s+(?:"([^"]*)"|'([^']*)')""")
@@ -94,8 +100,11 @@ def parse_feed(
         result = feedparser.parse(
             io.BytesIO(body),
             response_headers=hdrs,
-            resolve_relative_uris=True,
-            sanitize_html=False,  # nh3 does it below, once, with a whitelist
+            # nh3 does both below, once: it sanitises with a whitelist and resolves the URLs
+            # of the content against its base (feedparser's resolver re-serialises every HTML
+            # field through sgmllib, which costs more than parsing the feed itself)
+            resolve_relative_uris=False,
+            sanitize_html=False,
         )
     except (ValueError, LookupError, xml.sax.SAXException, RecursionError) as exc:
         # feedparser reports problems through ``bozo``; these escape only on very broken input.
@@ -266,12 +275,15 @@ def _ttl(value: object) -> int | None:
 
 
 def _entry(raw: Mapping[str, Any], base: str | None, now: datetime) -> ParsedEntry | Rejected:
+    # Plain dict lookups: FeedParserDict.get costs a microsecond or more per key. (Its one
+    # fallback that matters here, updated_parsed to published_parsed, gives the same dates.)
+    raw = dict(raw)
     link = absolute_http_url(raw.get("link"), base)
     if link is None:
         link = _alternate_link(raw.get("links"), base)
     title = _clip(_text(raw.get("title_detail"), raw.get("title")), TITLE_MAX)
 
-    content_raw, content_is_html = _best_content(raw)
+    content_raw, content_is_html, content_base = _best_content(raw, base)
     # Without summary_detail, feedparser's "summary" is a copy of the content: use the content.
     detail = raw.get("summary_detail")
     summary = _text(detail, raw.get("summary")) if isinstance(detail, Mapping) else ""
@@ -295,7 +307,9 @@ def _entry(raw: Mapping[str, Any], base: str | None, now: datetime) -> ParsedEnt
         link=link,
         title=title,
         summary=summary,
-        content_html=sanitize_html(content_raw, base) if content_is_html else _escape(content_raw),
+        content_html=(
+            sanitize_html(content_raw, content_base) if content_is_html else _escape(content_raw)
+        ),
         published=published,
         updated=updated,
         date_missing=date_missing,
@@ -315,20 +329,33 @@ def _alternate_link(links: object, base: str | None) -> str | None:
     return None
 
 
-def _best_content(raw: Mapping[str, Any]) -> tuple[str, bool]:
-    """Full content when given (HTML preferred), else the summary; with its HTML flag."""
+def _best_content(raw: Mapping[str, Any], base: str | None) -> tuple[str, bool, str | None]:
+    """Full content when given (HTML preferred), else the summary; with its HTML flag and the
+    base its relative URLs resolve against."""
     contents = [c for c in raw.get("content") or [] if isinstance(c, Mapping) and c.get("value")]
     contents.sort(key=lambda c: not _is_html_type(c.get("type")))
     if contents:
         first = contents[0]
-        return str(first["value"]), _is_html_type(first.get("type"))
+        return str(first["value"]), _is_html_type(first.get("type")), _content_base(first, base)
     detail = raw.get("summary_detail")
     value = raw.get("summary")
     if isinstance(value, str) and value:
         if isinstance(detail, Mapping):
-            return value, _is_html_type(detail.get("type"))
-        return value, "<" in value
-    return "", False
+            return value, _is_html_type(detail.get("type")), _content_base(detail, base)
+        return value, "<" in value, base
+    return "", False, base
+
+
+def _content_base(detail: Mapping[str, Any], base: str | None) -> str | None:
+    """The base of one text construct: feedparser records the xml:base in force where it
+    appeared (Atom allows one on any element), itself relative to the document's URL."""
+    local = detail.get("base")
+    if not isinstance(local, str) or not local.strip():
+        return base
+    try:
+        return urljoin(base, local) if base else local
+    except ValueError:
+        return base
 
 
 def _date(value: object, now: datetime) -> datetime | None:
@@ -347,8 +374,7 @@ def _date(value: object, now: datetime) -> datetime | None:
 def _guid(value: object) -> str | None:
     if not isinstance(value, str):
         return None
-    guid = " ".join(_JUNK_CHARS.sub("", value).split())
-    return guid[:GUID_MAX] or None
+    return _one_line(value)[:GUID_MAX] or None
 
 
 def _authors(raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -385,10 +411,22 @@ def absolute_http_url(url: object, base: str | None) -> str | None:
         return None
     # Drop line breaks with their indentation (feeds wrap long links), tabs and controls;
     # escape the spaces that remain, as browsers do.
-    url = _URL_BREAKS.sub("", _JUNK_CHARS.sub("", url).strip()).replace(" ", "%20")
+    if url.isprintable():  # no controls, hence neither junk nor line breaks
+        url = url.strip()
+    else:
+        url = _URL_BREAKS.sub("", _JUNK_CHARS.sub("", url).strip())
+    url = url.replace(" ", "%20")
     if not url:
         return None
     try:
+        plain = _PLAIN_HTTP_URL.match(url)
+        if plain:
+            # What urljoin would return, without its cost: the URL itself. (urljoin would
+            # also refuse a base it cannot split.)
+            if base:
+                urlsplit(base)
+            port = plain.group(1)
+            return url if port is None or int(port) <= 65535 else None
         resolved = urljoin(base, url) if base else url
         parts = urlsplit(resolved)
         if parts.scheme.lower() not in _URL_SCHEMES or not parts.hostname:
@@ -413,9 +451,28 @@ def sanitize_html(value: str, base: str | None) -> str:
         # let it become a link to the base.
         return absolute_http_url(url, base) if url.strip() else None
 
-    return nh3.clean(
+    cleaned = nh3.clean(
         _HTML_JUNK.sub("", value), url_schemes=_CONTENT_URL_SCHEMES, url_relative=resolve
     )
+    return _SEVERAL_ATTRS.sub(_sort_attrs, cleaned)
+
+
+# A tag of nh3's output with two or more attributes: nh3 writes every attribute as name="value"
+# with <, >, & and " escaped, and drops comments, so each "<" of its output opens a tag.
+# The rel that nh3 appends to links is not counted, and stays last.
+_SEVERAL_ATTRS = re.compile(
+    r'<([a-z][a-z0-9]*)((?: (?!rel="noopener noreferrer">)[^\s"\'>/=]+="[^"]*"){2,})'
+    r'( rel="noopener noreferrer")?>'
+)
+_ATTR = re.compile(r' [^\s"\'>/=]+="[^"]*"')
+
+
+def _sort_attrs(match: re.Match[str]) -> str:
+    """Attributes in name order: the canonical form that stored HTML has always had (a source
+    reordering attributes does not edit its entries)."""
+    attrs = _ATTR.findall(match.group(2))
+    attrs.sort(key=lambda attr: attr[1 : attr.index("=")])
+    return f"<{match.group(1)}{''.join(attrs)}{match.group(3) or ''}>"
 
 
 def plain_text(value: str, *, is_html: bool) -> str:
@@ -429,7 +486,15 @@ def _plain(value: str, *, is_html: bool) -> str:
     # attack on readers that render titles as HTML: either way, its text is what to keep.
     if is_html or _MARKUP.search(value):
         value = _html_to_text(value)
-    return " ".join(_JUNK_CHARS.sub("", value).split())
+    return _one_line(value)
+
+
+def _one_line(value: str) -> str:
+    """Controls (other than whitespace), surrogates and noncharacters dropped, whitespace runs
+    collapsed to one space."""
+    line = " ".join(value.split())
+    # Whitespace is never junk, so printable text without it has none: skip the slower regex.
+    return line if line.isprintable() else " ".join(_JUNK_CHARS.sub("", value).split())
 
 
 def _text(detail: object, value: object) -> str:
@@ -460,8 +525,8 @@ def _clip(text: str, limit: int) -> str:
 
 
 class _TextExtractor(HTMLParser):
-    _SKIP = frozenset({"script", "style", "noscript", "template", "head", "title"})
-    _BREAK = frozenset(
+    SKIP = frozenset({"script", "style", "noscript", "template", "head", "title"})
+    BREAK = frozenset(
         {
             *("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt"),
             *("figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header"),
@@ -476,19 +541,19 @@ class _TextExtractor(HTMLParser):
         self._skipping = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
+        if tag in self.SKIP:
             self._skipping += 1
-        elif tag in self._BREAK:
+        elif tag in self.BREAK:
             self.parts.append(" ")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BREAK:
+        if tag in self.BREAK:
             self.parts.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
+        if tag in self.SKIP:
             self._skipping = max(0, self._skipping - 1)
-        elif tag in self._BREAK:
+        elif tag in self.BREAK:
             self.parts.append(" ")
 
     def handle_data(self, data: str) -> None:
@@ -496,9 +561,83 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+# What the fast path of _html_to_text reads: tags whose extent every version of html.parser
+# agrees on (ASCII names, attributes separated by whitespace), end tags and plain comments.
+_WS = r"[\t\n\r\f ]"
+_SIMPLE_MARKUP = re.compile(
+    rf"""<(?:
+        ([a-zA-Z][-.a-zA-Z0-9:_]*)                            # 1: start tag name
+        (?:{_WS}+[a-zA-Z_:][-.a-zA-Z0-9_:]*                   #    attribute name
+           (?:{_WS}*={_WS}*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?  #    value
+        )*{_WS}*(/?)>                                         # 2: "/" of <br/>
+      | /([a-zA-Z][-.a-zA-Z0-9:_]*){_WS}*>                    # 3: end tag name
+      | !--(?!-?>)(?:[^-]|-(?!-))*-->                         # comment without "--"
+    )""",
+    re.VERBOSE,
+)
+#: elements whose content some html.parser versions read as raw text (all of the rest of the
+#: document for plaintext)
+_RAW_TEXT = frozenset(
+    {"script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes", "noscript"}
+)
+
+
 def _html_to_text(value: str) -> str:
-    if "<" not in value and "&" not in value:
-        return value
+    if "<" not in value:
+        return html.unescape(value) if "&" in value else value
+    text = _simple_html_to_text(value)
+    return text if text is not None else _parsed_html_to_text(value)
+
+
+def _simple_html_to_text(value: str) -> str | None:
+    """What :class:`_TextExtractor` makes of ``value``, several times faster, or None when
+    the markup is anything but simple: then html.parser must decide what it means.
+
+    Text between tags is unescaped piece by piece, as html.parser does. Elements that some
+    versions read as raw text are only accepted empty, or with text that has no markup.
+    """
+    skip, brk = _TextExtractor.SKIP, _TextExtractor.BREAK
+    unescape = html.unescape
+    # text, then (start tag name, "/" of <br/>, end tag name, text) for each tag or comment
+    parts = _SIMPLE_MARKUP.split(value)
+    text = parts[0]
+    if "<" in text:
+        return None
+    out = [unescape(text) if "&" in text else text]
+    skipping = 0
+    raw: str | None = None  # the raw-text element whose end tag must come next
+    for i in range(1, len(parts), 4):
+        name, end, text = parts[i], parts[i + 2], parts[i + 3]
+        if raw is not None:
+            if end is None or end.lower() != raw:
+                return None
+            raw = None
+        if name is not None:
+            tag = name.lower()
+            if tag in brk:
+                out.append(" ")
+            elif tag in skip or tag in _RAW_TEXT or tag == "plaintext":
+                if parts[i + 1] or tag == "plaintext":  # <script/>: left to html.parser
+                    return None
+                if tag in _RAW_TEXT:
+                    raw = tag
+                if tag in skip:
+                    skipping += 1
+        elif end is not None:
+            tag = end.lower()
+            if tag in brk:
+                out.append(" ")
+            elif tag in skip:
+                skipping = max(0, skipping - 1)
+        if text:
+            if "<" in text or (raw is not None and "&" in text):
+                return None
+            if not skipping:
+                out.append(unescape(text) if "&" in text else text)
+    return None if raw is not None else "".join(out)
+
+
+def _parsed_html_to_text(value: str) -> str:
     parser = _TextExtractor()
     try:
         parser.feed(value)

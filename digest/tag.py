@@ -14,14 +14,15 @@ terms it stands for through a dictionary keyed by the normalised matched text.
 from __future__ import annotations
 
 import difflib
+import importlib
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from digest import tomlutil
 from digest.errors import ConfigError
@@ -35,6 +36,7 @@ _WEIGHT_SUFFIX = re.compile(r"^(.*?)\^\s*([+-]?\d+(?:\.\d+)?)$", re.S)
 _SEP = re.compile(r"[\s\-]+")
 _MAX_VARIANTS = 256
 _CACHE_LIMIT = 65536
+_MAX_PATTERN_SUBSETS = 64
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -234,7 +236,8 @@ class _Evidence:
     """What ``tag_text`` found, kept so that ``TagDecision.results`` can be built later."""
 
     rules: Rules
-    by_tag: dict[int, list[_Hit]]
+    #: the title, summary and content as tagged, scanned again for the explanation
+    texts: tuple[str, str, str]
     sources: tuple[str, ...]
     #: tag name -> (passed, score) for every tag with evidence and every derived tag
     state: _State
@@ -434,6 +437,20 @@ def _build_fold() -> dict[int, str]:
 
 
 FOLD = _build_fold()
+_FOLDED = {chr(cp): text for cp, text in FOLD.items()}
+_FOLDABLE = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_FOLDED)) + "]")
+
+
+def _fold_char(match: re.Match[str]) -> str:
+    return _FOLDED[match.group()]
+
+
+def fold(text: str) -> str:
+    """``text.translate(FOLD)``, several times faster: most text has no letter to fold, and
+    ``str.translate`` looks up every character of non-ASCII text in the table."""
+    if text.isascii():
+        return text
+    return _FOLDABLE.sub(_fold_char, text)
 
 
 def _key(folded: str, cased: bool) -> str:
@@ -488,7 +505,7 @@ def expand_term(text: str, cased: bool = False) -> list[_Variant]:
         raise ValueError(f"{text!r} expands to {count} variants (at most {_MAX_VARIANTS})")
     out: list[_Variant] = []
     for combo in itertools.product(*options):
-        variant = "".join(combo).translate(FOLD).strip()
+        variant = fold("".join(combo)).strip()
         if not cased:
             variant = variant.lower()
         out.append(_tokenise(variant, text))
@@ -565,6 +582,58 @@ def _emit(node: _Trie) -> str:
     return body
 
 
+try:  # CPython's own parser of regular expressions: private, so used only if it is there
+    _re_parser: Any = importlib.import_module("re._parser")
+    _re_constants: Any = importlib.import_module("re._constants")
+except ImportError:  # pragma: no cover
+    _re_parser = _re_constants = None
+
+
+def required_text(pattern: str) -> frozenset[str] | None:
+    """Strings of which every match of ``pattern`` contains at least one, or None.
+
+    Read from the parsed pattern: runs of literal characters, at the top level, in groups, in
+    every alternative of a branch and in repeats of at least once. Case-insensitive patterns
+    and anything unexpected give None (no string is known to be needed).
+    """
+    try:
+        tree = _re_parser.parse(pattern)
+        if tree.state.flags & re.IGNORECASE:
+            return None
+        return _needed(list(tree))
+    except Exception:  # noqa: BLE001  (a private API: any surprise only costs speed)
+        return None
+
+
+def _needed(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
+    c = _re_constants
+    repeats = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT))
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:
+        if op is c.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            options.append(frozenset(["".join(run)]))
+            run = []
+        found: frozenset[str] | None = None
+        if op is c.SUBPATTERN and not av[1] & re.IGNORECASE:
+            found = _needed(list(av[3]))
+        elif op is c.BRANCH:
+            alternatives = [_needed(list(alt)) for alt in av[1]]
+            if all(alternatives):
+                found = frozenset().union(*(a for a in alternatives if a))
+        elif op in repeats and av[0] >= 1:
+            found = _needed(list(av[2]))
+        elif op is getattr(c, "ATOMIC_GROUP", None):
+            found = _needed(list(av))
+        if found:
+            options.append(found)
+    # the most selective: the longest shortest string
+    return max(options, key=lambda o: min(map(len, o)), default=None)
+
+
 class _Matcher:
     """The compiled form of the rules: one regex for all terms, one for all patterns.
 
@@ -589,10 +658,26 @@ class _Matcher:
         self.order: dict[str, int] = {}
         #: matched text (accent-folded, original case) -> what it stands for
         self.cache: dict[str, tuple[_Ref, ...]] = {}
+        #: per pattern, strings of which each of its matches contains one (None: unknown)
+        self.pattern_needs: list[frozenset[str] | None] = []
+        #: the regex of some of the patterns, by their indexes
+        self.pattern_subsets: dict[tuple[int, ...], re.Pattern[str]] = {}
+        #: the words of cased terms in lower case, and the beginnings of their wildcard words
+        self.cased_words: set[str] = set()
+        self.cased_prefixes: set[str] = set()
+        #: matched text in lower case -> what it stands for whatever the case of its letters,
+        #: or None when it may stand for a cased term
+        self.lower_cache: dict[str, tuple[_Ref, ...] | None] = {}
 
     def add(self, ref: _Ref, text: str, cased: bool) -> None:
         for variant in expand_term(text, cased):
             self.variants.append(tuple(t.lower() for t in variant.tokens))
+            if cased:
+                for word in _variant_key(variant).lower().split(" "):
+                    if word.endswith("*"):
+                        self.cased_prefixes.add(word[:-1])
+                    else:
+                        self.cased_words.add(word)
             if variant.wild:
                 source = _variant_regex(variant.tokens)
                 self.wild[cased].append((re.compile(source), ref))
@@ -603,9 +688,42 @@ class _Matcher:
         trie = _trie_regex(self.variants)
         self.term_re = re.compile(rf"(?<!\w)({trie})(?:'s?)?(?!\w)")
         if self.pattern_sources:
-            joined = "|".join(f"(?P<p{i}>{p})" for i, p in enumerate(self.pattern_sources))
-            self.pattern_re = re.compile(joined)
+            self.pattern_re = self._join_patterns(range(len(self.pattern_sources)))
+            self.pattern_needs = [required_text(p) for p in self.pattern_sources]
         self.variants = []
+
+    def _join_patterns(self, indexes: Iterable[int]) -> re.Pattern[str]:
+        return re.compile("|".join(f"(?P<p{i}>{self.pattern_sources[i]})" for i in indexes))
+
+    def patterns_for(self, text: str) -> re.Pattern[str] | None:
+        """The pattern regex for ``text`` without the patterns that cannot match it.
+
+        A pattern needing a string that ``text`` lacks matches nowhere in it, so leaving it
+        out of the alternation changes nothing in what the others match; scanning for the
+        needed strings costs much less than trying every pattern at every position.
+        """
+        if self.pattern_re is None:
+            return None
+        active: list[int] = []
+        for i, needs in enumerate(self.pattern_needs):
+            if needs is None:
+                active.append(i)
+                continue
+            for needed in needs:
+                if needed in text:
+                    active.append(i)
+                    break
+        if len(active) == len(self.pattern_needs):
+            return self.pattern_re
+        if not active:
+            return None
+        key = tuple(active)
+        found = self.pattern_subsets.get(key)
+        if found is None:
+            if len(self.pattern_subsets) >= _MAX_PATTERN_SUBSETS:
+                return self.pattern_re
+            found = self.pattern_subsets[key] = self._join_patterns(key)
+        return found
 
     def _lookup(self, key: str, cased: bool) -> list[_Ref]:
         refs = list(self.exact[cased].get(key, ()))
@@ -627,6 +745,35 @@ class _Matcher:
         if len(self.cache) >= _CACHE_LIMIT:
             self.cache.clear()
         result = self.cache[folded] = tuple(refs)
+        return result
+
+    def refs_of_pieces(self, pieces: list[str]) -> list[tuple[_Ref, ...]] | None:
+        """What the distinct matched texts (in lower case) stand for, in order of first
+        appearance; None when one of them may stand for a cased term, whose letters count.
+
+        The same text again stands for terms already hit, and a term counts once per field:
+        only the first appearance of each matters for the score.
+        """
+        cache = self.lower_cache
+        out: list[tuple[_Ref, ...]] = []
+        for piece in dict.fromkeys(pieces):
+            refs = cache[piece] if piece in cache else self._refs_uncased(piece)
+            if refs is None:
+                return None
+            if refs:
+                out.append(refs)
+        return out
+
+    def _refs_uncased(self, piece: str) -> tuple[_Ref, ...] | None:
+        words = _key(piece, cased=True).split(" ")
+        if any(w in self.cased_words or w.startswith(tuple(self.cased_prefixes)) for w in words):
+            result = None
+        else:
+            # no letter's case can make a cased term of it: the lower case stands for all
+            result = self.refs_for(piece)
+        if len(self.lower_cache) >= _CACHE_LIMIT:
+            self.lower_cache.clear()
+        self.lower_cache[piece] = result
         return result
 
     def _collect(self, key: str, cased: bool) -> list[_Ref]:
@@ -779,7 +926,7 @@ def _read_tag(
         _add(matcher, sec, ("exclude", i), _Ref(index, EXCLUDE, raw, 0.0, -1), raw, False)
     for i, pattern in enumerate(patterns):
         _check_pattern(sec, i, pattern)
-        matcher.pattern_sources.append(pattern.translate(FOLD))
+        matcher.pattern_sources.append(fold(pattern))
         matcher.pattern_refs.append(_Ref(index, TERM, pattern, 1.0, -1))
         written.add(pattern)
 
@@ -899,37 +1046,73 @@ def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, .
 _Hit = tuple[_Ref, int, str]
 
 
-def _scan(matcher: _Matcher, texts: tuple[str, str, str]) -> dict[int, list[_Hit]]:
-    """Every match in every field, grouped by tag index (the hot loop: kept flat)."""
+def _scan(
+    matcher: _Matcher, texts: tuple[str, str, str], exact: bool = False
+) -> dict[int, list[_Hit]]:
+    """The matches in every field, grouped by tag index in the order they appear, each text
+    once per field (the hot loop: kept flat).
+
+    Unless ``exact``, a hit records its term rather than the text as written, which is enough
+    for scores and spares a match object per match: the explanation scans again, exactly.
+    """
     by_tag: dict[int, list[_Hit]] = {}
-    finditer = matcher.term_re.finditer
+    findall = matcher.term_re.findall
     pattern_re = matcher.pattern_re
-    cache = matcher.cache
     for fi, text in enumerate(texts):
         if not text:
             continue
-        folded = text.translate(FOLD)
+        folded = fold(text)
         lowered = folded.lower()  # same length: İ, the one letter that grows, is folded
-        for m in finditer(lowered):
-            start, end = m.span(1)
-            piece = folded[start:end]
-            refs = cache.get(piece)
-            if refs is None:
-                refs = matcher.refs_for(piece)
-            if refs:
-                raw = text[start:end]
+        found = None if exact else matcher.refs_of_pieces(findall(lowered))
+        if found is not None:
+            for refs in found:
                 for ref in refs:
                     hits = by_tag.get(ref.tag)
                     if hits is None:
-                        by_tag[ref.tag] = [(ref, fi, raw)]
+                        by_tag[ref.tag] = [(ref, fi, ref.term)]
                     else:
-                        hits.append((ref, fi, raw))
-        if pattern_re is not None:
-            for m in pattern_re.finditer(lowered):
+                        hits.append((ref, fi, ref.term))
+        else:
+            _scan_cased(matcher, text, folded, lowered, fi, by_tag)
+        patterns = matcher.patterns_for(lowered) if pattern_re is not None else None
+        if patterns is not None:
+            for m in patterns.finditer(lowered):
                 if m.end() > m.start() and m.lastgroup:
                     ref = matcher.pattern_refs[int(m.lastgroup[1:])]
                     by_tag.setdefault(ref.tag, []).append((ref, fi, text[m.start() : m.end()]))
     return by_tag
+
+
+def _scan_cased(
+    matcher: _Matcher,
+    text: str,
+    folded: str,
+    lowered: str,
+    fi: int,
+    by_tag: dict[int, list[_Hit]],
+) -> None:
+    """The term hits of one field, looked up with the case of their letters, as written."""
+    cache = matcher.cache
+    # A piece seen before in this field stands for terms already hit here, and a term
+    # counts once per field (with the text of its first match): skip repeats.
+    seen: set[str] = set()
+    for m in matcher.term_re.finditer(lowered):
+        start, end = m.span(1)
+        piece = folded[start:end]
+        if piece in seen:
+            continue
+        seen.add(piece)
+        refs = cache.get(piece)
+        if refs is None:
+            refs = matcher.refs_for(piece)
+        if refs:
+            raw = text[start:end]
+            for ref in refs:
+                hits = by_tag.get(ref.tag)
+                if hits is None:
+                    by_tag[ref.tag] = [(ref, fi, raw)]
+                else:
+                    hits.append((ref, fi, raw))
 
 
 def tag_text(
@@ -942,7 +1125,8 @@ def tag_text(
 ) -> TagDecision:
     """Tag one entry from its plain texts; pure, and never raises on any text."""
     matcher = rules.matcher
-    by_tag = _scan(matcher, (title or "", summary or "", content or ""))
+    texts = (title or "", summary or "", content or "")
+    by_tag = _scan(matcher, texts)
     state: _State = {}
     for index, hits in by_tag.items():
         score = _weigh(matcher, index, hits)[0]
@@ -963,7 +1147,7 @@ def tag_text(
 
     order = matcher.order
     passed = sorted((n for n, (ok, _) in state.items() if ok), key=lambda n: order.get(n, 1 << 30))
-    evidence = _Evidence(rules=rules, by_tag=by_tag, sources=sources, state=state)
+    evidence = _Evidence(rules=rules, texts=texts, sources=sources, state=state)
     return TagDecision(
         tags=tuple(passed),
         scores={n: state[n][1] for n in passed},
@@ -1018,6 +1202,7 @@ def _build_results(evidence: _Evidence) -> dict[str, TagResult]:
     rules = evidence.rules
     matcher = rules.matcher
     state = evidence.state
+    by_tag = _scan(matcher, evidence.texts, exact=True)  # with each match as written
     ordered = sorted(state, key=lambda n: matcher.order.get(n, 1 << 30))
     derived = {tag.name: tag.expression for tag in rules.derived}
     results: dict[str, TagResult] = {}
@@ -1027,7 +1212,7 @@ def _build_results(evidence: _Evidence) -> dict[str, TagResult]:
         source = [_source_match(name, rules.source_score)] if from_source else []
         index = matcher.order.get(name, 1 << 30)
         if index < len(matcher.base_names):
-            _, matches, cancelled = _weigh(matcher, index, evidence.by_tag.get(index, []), True)
+            _, matches, cancelled = _weigh(matcher, index, by_tag.get(index, []), True)
             results[name] = TagResult(
                 tag=name, score=score, threshold=matcher.rules[index].threshold, passed=passed,
                 matches=tuple(matches + source), cancelled=tuple(cancelled),

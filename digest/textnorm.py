@@ -20,7 +20,8 @@ from anyascii import anyascii
 #: keys are cut to this many characters (truncation stemming: robust to endings in any language)
 KEY_LENGTH = 5
 
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+#: a word, and what ends a sentence or a label right before it (only whitespace between)
+_WORD_AFTER = re.compile(r"([.!?:;\u2014]\s*)?([^\W_]+(?:['’][^\W_]+)*)")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 _EN = Stemmer.Stemmer("english")
@@ -503,31 +504,21 @@ def terms(text: str) -> Terms:
     """Split ``text`` into keys; mark capitalised words inside a sentence as names."""
     keys: list[str] = []
     names: set[str] = set()
-    words = list(_WORD.finditer(text))
-    lower_count = sum(1 for m in words if m.group()[0].islower())
+    # (the end of a sentence or label before the word, or "", the word)
+    words = _WORD_AFTER.findall(text)
+    lower_count = sum(map(str.islower, "".join([w[0] for _, w in words])))
     # Title Case headlines capitalise every word, so capitals say nothing there.
     title_case = len(words) >= 4 and lower_count <= len(words) // 5
-    for i, match in enumerate(words):
-        word = match.group()
+    for i, (stop, word) in enumerate(words):
         key = word_key(word)
         if not key:
             continue
         keys.append(key)
         if not word[0].isupper():
             continue
-        if (len(word) > 1 and word.isupper()) or not (
-            title_case or i == 0 or _after_stop(text, match.start())
-        ):
+        if (len(word) > 1 and word.isupper()) or not (title_case or i == 0 or stop):
             names.add(key)
     return Terms(keys=tuple(keys), names=frozenset(names))
-
-
-def _after_stop(text: str, start: int) -> bool:
-    """True when the last non-space character before ``start`` ends a sentence or a label."""
-    i = start - 1
-    while i >= 0 and text[i].isspace():
-        i -= 1
-    return i < 0 or text[i] in ".!?:;\u2014"
 
 
 #: keys of :data:`GENERIC_WORDS`

@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest import parse as parse_module
 from digest.errors import ParseError
 from digest.models import ParsedEntry, ParsedFeed
 from digest.parse import MAX_ENTITY_EXPANSION, SUMMARY_MAX, TITLE_MAX, parse_feed
@@ -239,6 +241,80 @@ def test_relative_links_without_any_base_are_dropped() -> None:
 def test_content_location_header_is_the_base() -> None:
     headers = {**RSS_TYPE, "content-location": "/mirror/feed.xml"}
     assert one(rss(item(title="t", link="x")), headers).link == "https://news.example.org/mirror/x"
+
+
+def atom(entries: str, feed_attrs: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"'
+        f"{feed_attrs}><title>T</title><id>urn:t</id>{entries}</feed>"
+    ).encode()
+
+
+ATOM_TYPE = {"content-type": "application/atom+xml"}
+XML_BASE_FEED = atom(
+    """<entry xml:base="posts/2024/"><title>One</title><link href="one.html"/><id>urn:1</id>
+      <link rel="enclosure" href="one.mp3" type="audio/mpeg" length="1"/>
+      <summary type="html">&lt;a href="sum.html"&gt;s&lt;/a&gt;</summary>
+      <content type="html" xml:base="/media/">&lt;p&gt;&lt;a href="pic.html"&gt;pic&lt;/a&gt;
+        &lt;img src="../i.png"&gt; &lt;a href="https://other.example.net/x"&gt;x&lt;/a&gt;
+        &lt;a href="//cdn.example.net/y"&gt;y&lt;/a&gt;&lt;/p&gt;</content></entry>
+    <entry><title>Two</title><link href="two.html"/><id>urn:2</id>
+      <content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><a href="rel/a.html">a</a>
+      <img src="b.png"/></div></content></entry>
+    <entry xml:base="/only-summary/"><title>Three</title><link href="three.html"/><id>urn:3</id>
+      <summary type="html">&lt;a href="s3.html"&gt;s&lt;/a&gt;</summary></entry>""",
+    ' xml:base="http://cdn.example.com/blog/"',
+)
+
+
+def test_xml_base_resolves_links_and_content_urls_per_element() -> None:
+    """Atom allows xml:base on any element; each URL resolves against the one in force where
+    it appears (nested bases are themselves relative to the enclosing one)."""
+    entries = parse_feed(XML_BASE_FEED, ATOM_TYPE, BASE, NOW).entries
+    assert [e.link for e in entries] == [
+        "http://cdn.example.com/blog/posts/2024/one.html",
+        "http://cdn.example.com/blog/two.html",
+        "http://cdn.example.com/only-summary/three.html",
+    ]
+    first, second, third = (e.content_html for e in entries)
+    assert 'href="http://cdn.example.com/media/pic.html"' in first
+    assert 'src="http://cdn.example.com/i.png"' in first
+    assert 'href="https://other.example.net/x"' in first
+    assert 'href="http://cdn.example.net/y"' in first
+    assert 'href="http://cdn.example.com/blog/rel/a.html"' in second
+    assert 'src="http://cdn.example.com/blog/b.png"' in second
+    # the summary stands in for missing content, with its own base
+    assert third == (
+        '<a href="http://cdn.example.com/only-summary/s3.html" rel="noopener noreferrer">s</a>'
+    )
+
+
+def test_relative_xml_base_resolves_against_the_feed_url() -> None:
+    body = atom(
+        '<entry><title>t</title><link href="a.html"/><id>urn:1</id>'
+        '<content type="html">&lt;a href="b.html"&gt;b&lt;/a&gt;</content></entry>',
+        ' xml:base="/site/"',
+    )
+    entry = one(body, ATOM_TYPE)
+    assert entry.link == "https://news.example.org/site/a.html"
+    assert 'href="https://news.example.org/site/b.html"' in entry.content_html
+    # without a document URL, relative bases leave relative URLs, which are dropped
+    entry = one(body, ATOM_TYPE, base=None)
+    assert entry.link is None
+    assert entry.content_html == '<a rel="noopener noreferrer">b</a>'
+
+
+def test_stored_html_lists_attributes_in_name_order() -> None:
+    """A source that reorders attributes does not edit its entries."""
+    html = (
+        '&lt;img width="2" src="/i.png" alt="A &amp;amp; B"&gt;'
+        '&lt;a title="t" href="/x"&gt;x&lt;/a&gt;'
+    )
+    entry = one(rss(item(title="t", link="/a", description=html)))
+    assert entry.content_html == (
+        '<img alt="A &amp; B" src="https://news.example.org/i.png" width="2">'
+        '<a href="https://news.example.org/x" title="t" rel="noopener noreferrer">x</a>'
+    )
 
 
 def test_untitled_entry_takes_its_title_from_the_summary_or_link() -> None:
@@ -483,6 +559,118 @@ def test_this_sax_parser_does_not_load_external_entities(secret_file: Path) -> N
     parser.setContentHandler(Handler())
     parser.parse(io.BytesIO(doc.encode()))
     assert CANARY not in "".join(seen)
+
+
+# --- fast paths: the same results as the general code -----------------------------------------
+
+# Markup as feeds write it, and the odd corners html.parser reads in its own way.
+HTML_PIECES = [
+    "Talks in Baku", " ", "\n", "&amp;", "&lt;", "&#8212;", "&#x2014;", "&nbsp;", "&mdash;",
+    "&amp", "&copy", "AT&T", "&unknown;", "&#0;", "& ", "&", ";", "<", ">", "a < b", "<3",
+    "<p>", "</p>", "<P>", "<p/>", "<br>", "<br/>", "<br />", "</br>", "<hr>", "<b>", "</b>",
+    "<div class='lead'>", "</div>", "<li>", "<td>", "<span title=\"a > b\">", "</span>",
+    '<a href="/x?a=1&amp;b=2">', "<a href=/x/>", "<a title>", "<a b='c'd>", "</a>",
+    '<img src="/i.png" alt="A &amp; B"/>', "<img\tsrc=x\nalt=''>", "<o:p></o:p>", "<my-el>",
+    "<script>", "</script>", "<script async src='x.js'></script>", "<script>var a = 1;</script>",
+    "<script>if (a < b) {}</script>", "<SCRIPT>x</SCRIPT>", "<style>.a{color:red}</style>",
+    "<title>", "</title>", "<title/>", "<noscript><img src=x></noscript>", "<noscript>",
+    "<template>", "</template>", "<head>", "</head>", "<iframe src=x></iframe>", "<iframe>",
+    "<textarea>a &amp; b</textarea>", "<plaintext>", "<xmp>", "<!-- wp:paragraph -->",
+    "<!-- a -- b -->", "<!---->", "<!-->", "<!DOCTYPE html>", "<![CDATA[x]]>", "<?php x ?>",
+    "</>", "</ p>", "</p foo>", "<a/b>", "<p\x00>", "<\u00e9>", "<p\u00a0x>", "<a\vb>",
+    '<a href="x', "Армения", "Qarabağ",
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(HTML_PIECES), max_size=25))
+def test_simple_html_reads_as_html_parser_reads_it(pieces: list[str]) -> None:
+    value = "".join(pieces)
+    fast = parse_module._simple_html_to_text(value)
+    assert fast is None or fast == parse_module._parsed_html_to_text(value)
+    assert parse_module._html_to_text(value) == parse_module._parsed_html_to_text(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<head><template>x</template>y</head>z",
+        "</title>a<title>b</title>c",
+        "<title/>x</title>y",
+        "<script/>x</script>y",
+        "<p>a<noscript>b</noscript>c</p>",
+        "<style>a</style ><b>x</b>",
+        "<iframe>a</iframe>b",
+        "<TITLE>a</Title>b",
+        "a&amp;b<br/>c&#8212;d<br >e",
+        "x<!-- c -->y<!-- d -- e -->z",
+        "<div\n  class='a'\tid=b>x</div\n>y",
+    ],
+)
+def test_simple_html_reads_tricky_markup_as_html_parser_does(value: str) -> None:
+    fast = parse_module._simple_html_to_text(value)
+    assert fast is None or fast == parse_module._parsed_html_to_text(value)
+
+
+def test_feed_html_takes_the_fast_path() -> None:
+    html = (
+        '<p class="lead">Talks in <a href="https://ex.org/a?b=1&amp;c=2" title="More">Baku'
+        "</a> &amp; Yerevan&nbsp;&#8212; <b>today</b>.<br/><img src=x.png alt=''></p>\n"
+        "<!-- wp:embed --><blockquote class='twitter-tweet'><p>Tweet</p></blockquote>"
+        '<script async src="https://platform.twitter.com/widgets.js"></script><div></div>'
+    )
+    text = parse_module._simple_html_to_text(html)
+    assert text is not None
+    assert text == parse_module._parsed_html_to_text(html)
+
+
+def reference_absolute_http_url(url: object, base: str | None) -> str | None:
+    """absolute_http_url as first written, before its fast path for plain absolute URLs."""
+    if not isinstance(url, str):
+        return None
+    junk = parse_module._JUNK_CHARS
+    url = parse_module._URL_BREAKS.sub("", junk.sub("", url).strip()).replace(" ", "%20")
+    if not url:
+        return None
+    try:
+        resolved = urljoin(base, url) if base else url
+        parts = urlsplit(resolved)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return None
+        parts.port  # noqa: B018
+    except ValueError:
+        return None
+    return resolved
+
+
+URL_PIECES = [
+    "http://", "https://", "HTTP://", "ftp://", "//", "/", "a", "b.c", "ex.org", ":", ":80",
+    ":99999", "?", "?q=1", "#", "#f", ";", "&", "@", "[", "]", "[::1]", "%20", " ", "\t", "\n",
+    "\x00", "\x85", "\u00a0", "é", "ж", "..", ".", "\\", "javascript:", "mailto:",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(["", "http://", "https://"]),
+    st.lists(st.sampled_from(URL_PIECES), max_size=8),
+    st.sampled_from([None, "", BASE, "https://ex.org", "http://[::1]/x", "relative/", "http://a/b;c"]),
+)
+def test_absolute_urls_resolve_as_urljoin_resolves_them(
+    scheme: str, pieces: list[str], base: str | None
+) -> None:
+    url = scheme + "".join(pieces)
+    assert parse_module.absolute_http_url(url, base) == reference_absolute_http_url(url, base)
+
+
+LINE_CHARS = list(" ab\t\n\r\x00\x08\x0b\x0c\x1c\x1f\x7f\x85\x9f\xa0\u2028\ufffe\ufeff")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(st.sampled_from(LINE_CHARS)))
+def test_one_line_drops_junk_and_collapses_whitespace(text: str) -> None:
+    expected = " ".join(parse_module._JUNK_CHARS.sub("", text).split())
+    assert parse_module._one_line(text) == expected
 
 
 # --- process pool contract and properties ---------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest import tag as tag_module
 from digest import tomlutil
 from digest.errors import ConfigError
 from digest.tag import (
@@ -293,6 +294,92 @@ def test_word_soup_from_the_vocabulary_never_raises(small: Rules, words: list[st
     assert decision == tag_text(small, title=text, summary="".join(words))
     for result in decision.results.values():
         assert result.passed == (result.tag in decision.tags)
+
+
+# -- fast paths: the same results as the general code -------------------------------------------
+
+SCAN_VOCABULARY = [
+    "Armenia", "armenia's", "ARMENIA", "Georgia", "georgia", "GEORGIA", "Tech", "Atlanta",
+    "Грузией", "ЕС", "ес", "talks", "UN", "un", "Un", "US", "us", "U.S.", "u.s.", "EU", "eu",
+    "FM", "fm", "PACE", "pace", "Qarabağ", "Qarabag", "QARABAĞ", "Pashinyan", "PASHINYAN",
+    "Kobakhidze", "kenyan", "summit", "Summits", "foreign", "minister", "South", "Dream",
+    "ОДКБ", "одкб", "Shelling", "-", " ", "'", "’", ",", "\n", "İstanbul", "ß",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SCAN_VOCABULARY), max_size=25), st.integers(0, 2))
+def test_quick_scan_scores_as_the_exact_scan(default: Rules, words: list[str], field: int) -> None:
+    """The quick scan keeps the first match of each text in lower case; the exact one keeps
+    every distinct text as written. Both must give every tag the same score."""
+    texts = ["", "", ""]
+    texts[field] = " ".join(words)
+    texts[(field + 1) % 3] = "".join(words[::2])
+    matcher = default.matcher
+    quick = tag_module._scan(matcher, (texts[0], texts[1], texts[2]))
+    exact = tag_module._scan(matcher, (texts[0], texts[1], texts[2]), exact=True)
+    assert quick.keys() == exact.keys()
+    for index, hits in exact.items():
+        assert tag_module._weigh(matcher, index, quick[index]) == tag_module._weigh(
+            matcher, index, hits
+        )
+
+
+def test_explanation_quotes_matches_as_written(default: Rules) -> None:
+    decision = tag_text(default, title="QARABAĞ and Qarabag", summary="The US and us")
+    text = format_explanation(decision, None)
+    assert "'QARABAĞ'" in text and "'US'" in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x2100)))
+def test_fold_is_the_translation_table(text: str) -> None:
+    assert tag_module.fold(text) == text.translate(tag_module.FOLD)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "needed"),
+    [
+        (r"\b(?!kenyan|libyan)[a-z]{3,}yan\b", {"yan"}),
+        (r"\b[a-z]{2,}(?:shvili|dze)\b", {"shvili", "dze"}),
+        (r"\bsummit(?:s|eers)?\b", {"summit"}),
+        (r"(?:ab|cd)+e", {"ab", "cd"}),
+        (r"(?i:abc)x", {"x"}),
+        (r"(?i)abc", None),
+        (r"x*", None),
+        (r"a|bc", {"a", "bc"}),
+        (r"a|[bc]", None),
+        (r"(?:a|)b?", None),
+        (r"[ab]", None),
+    ],
+)
+def test_required_text_of_patterns(pattern: str, needed: set[str] | None) -> None:
+    assert tag_module.required_text(pattern) == (None if needed is None else frozenset(needed))
+
+
+PATTERN_RULES = """[tags.a]
+patterns = ['\\b(?!kenyan)[a-z]{3,}yan\\b', '\\b[a-z]{2,}(?:shvili|dze)\\b', 'x[0-9]+', 'van\\b']
+"""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["pashinyan", "kenyan", "yan", "kobakhidze", "dze", "ivanishvili", "x1",
+                         "x", "yerevan", "van", " ", "-", "ж"]),  # fmt: skip
+        max_size=12,
+    )
+)
+def test_patterns_that_cannot_match_are_left_out_without_effect(
+    tmp_path_factory: pytest.TempPathFactory, words: list[str]
+) -> None:
+    rules = load_rules(write_rules(tmp_path_factory.mktemp("p"), PATTERN_RULES))
+    matcher = rules.matcher
+    assert matcher.pattern_re is not None
+    text = "".join(words)
+    every = [(m.span(), m.lastgroup) for m in matcher.pattern_re.finditer(text)]
+    some = matcher.patterns_for(text)
+    assert every == ([] if some is None else [(m.span(), m.lastgroup) for m in some.finditer(text)])
 
 
 # -- default rules ------------------------------------------------------------------------------
