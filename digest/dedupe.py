@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from digest.identity import canonical_link, entry_keys
+from digest.identity import keys_and_link
 from digest.models import (
     ChangedEntry,
     EntryKeys,
@@ -46,10 +46,11 @@ class KeyedEntry:
 
 
 def key_entries(entries: Sequence[ParsedEntry], source: str) -> list[KeyedEntry]:
-    return [
-        KeyedEntry(parsed=e, keys=entry_keys(e, source), link=canonical_link(e.link))
-        for e in entries
-    ]
+    keyed = []
+    for entry in entries:
+        keys, link = keys_and_link(entry, source)
+        keyed.append(KeyedEntry(parsed=entry, keys=keys, link=link))
+    return keyed
 
 
 def all_keys(keyed: Sequence[KeyedEntry]) -> set[str]:

@@ -202,18 +202,24 @@ def entry_keys(entry: ParsedEntry, source: str) -> EntryKeys:
     spaces) is used as is; a short one such as "1" is scoped to ``source`` so that two feeds
     numbering their items from 1 do not collide.
     """
+    return keys_and_link(entry, source)[0]
+
+
+def keys_and_link(entry: ParsedEntry, source: str) -> tuple[EntryKeys, str | None]:
+    """:func:`entry_keys` and the entry's canonical link, which they are computed from."""
     guid_key = None
     guid = (entry.guid or "").strip()
     if guid:
         scope = "*" if _is_global_guid(guid) else f"{len(source)}:{source}"
         guid_key = "guid:" + _hash(scope, guid)
     link = canonical_link(entry.link)
-    return EntryKeys(
+    keys = EntryKeys(
         guid=guid_key,
         link="link:" + _hash(link) if link else None,
         title_date=title_date_key(entry.title, entry.published.date().isoformat()),
         content_hash=_hash(entry.title, entry.summary, entry.content_html, entry.link or ""),
     )
+    return keys, link
 
 
 def title_date_key(title: str, day: str) -> str:

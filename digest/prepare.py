@@ -17,7 +17,7 @@ from pathlib import Path
 
 from digest.errors import ParseError
 from digest.feedsplit import split_feed
-from digest.identity import canonical_link, entry_keys
+from digest.identity import keys_and_link
 from digest.models import Entry, EntryKeys, ParsedEntry, ParsedFeed
 from digest.parse import parse_feed
 from digest.stories import STORY_SUMMARY_CHARS, encode_terms, story_terms
@@ -68,9 +68,10 @@ def decide_tags(rules: Rules, entry: ParsedEntry | Entry,
 def prepare_entry(rules: Rules, entry: ParsedEntry, source: str,
                   source_tags: Sequence[str]) -> Prepared:
     decision = decide_tags(rules, entry, source_tags)
+    keys, link = keys_and_link(entry, source)
     return Prepared(
-        keys=entry_keys(entry, source),
-        link=canonical_link(entry.link),
+        keys=keys,
+        link=link,
         tags=decision.tags,
         scores=dict(decision.scores),
         terms=encode_terms(*story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS])),
