@@ -56,8 +56,6 @@ from digest.stories import (
     STORY_SUMMARY_CHARS,
     StoryIndex,
     StoryItem,
-    encode_terms,
-    story_terms,
 )
 from digest.tag import Rules, check_rules, format_explanation, parse_rules
 
@@ -356,9 +354,8 @@ class Pipeline:
             if done is not None:
                 return replace(item, tags=done.tags, scores=done.scores, terms=done.terms)
             decision = prepare.decide_tags(self.rules, item.parsed, src.tags)
-            words = story_terms(item.parsed.title, item.parsed.summary[:STORY_SUMMARY_CHARS])
             return replace(item, tags=decision.tags, scores=dict(decision.scores),
-                           terms=encode_terms(*words))
+                           terms=prepare.entry_terms(item.parsed))
 
         return replace(
             update,

@@ -74,8 +74,13 @@ def prepare_entry(rules: Rules, entry: ParsedEntry, source: str,
         link=link,
         tags=decision.tags,
         scores=dict(decision.scores),
-        terms=encode_terms(*story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS])),
+        terms=entry_terms(entry),
     )
+
+
+def entry_terms(entry: ParsedEntry) -> str | None:
+    """The words story grouping compares, encoded for storage."""
+    return encode_terms(*story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS]))
 
 
 def prepare_feed(rules: Rules, parsed: ParsedFeed, source: str,
