@@ -253,7 +253,7 @@ class NewEntry:
     canonical_link: str | None
     tags: tuple[str, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
-    #: story grouping's normalised words (``digest.stories.encode_terms``)
+    #: story grouping's normalised words (``digest.textnorm.encode_terms``)
     terms: str | None = None
 
 
@@ -267,7 +267,7 @@ class ChangedEntry:
     canonical_link: str | None
     tags: tuple[str, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
-    #: story grouping's normalised words (``digest.stories.encode_terms``)
+    #: story grouping's normalised words (``digest.textnorm.encode_terms``)
     terms: str | None = None
 
 

@@ -52,12 +52,9 @@ from digest.periods import (
     period_for,
 )
 from digest.store import DigestRecord, Store
-from digest.stories import (
-    STORY_SUMMARY_CHARS,
-    StoryIndex,
-    StoryItem,
-)
+from digest.stories import StoryIndex, StoryItem
 from digest.tag import Rules, check_rules, format_explanation, parse_rules
+from digest.textnorm import STORY_SUMMARY_CHARS
 
 if TYPE_CHECKING:
     from email.message import EmailMessage

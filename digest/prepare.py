@@ -20,8 +20,8 @@ from digest.feedsplit import split_feed
 from digest.identity import keys_and_link
 from digest.models import Entry, EntryKeys, ParsedEntry, ParsedFeed
 from digest.parse import parse_feed
-from digest.stories import STORY_SUMMARY_CHARS, encode_terms, story_terms
 from digest.tag import Rules, TagDecision, load_rules, tag_text
+from digest.textnorm import STORY_SUMMARY_CHARS, encode_terms, story_terms
 
 _TAG_RE = re.compile(r"<[^>]+>")
 

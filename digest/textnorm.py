@@ -523,3 +523,45 @@ def terms(text: str) -> Terms:
 
 #: keys of :data:`GENERIC_WORDS`
 GENERIC_KEYS = frozenset(word_key(w) for w in GENERIC_WORDS) - {""}
+
+
+# -- stored words -----------------------------------------------------------------------
+
+
+def story_terms(title: str, summary: str) -> tuple[Terms, Terms]:
+    """The normalised words of a title and a summary: the costly part of adding an entry."""
+    return terms(title), terms(summary)
+
+
+#: how much of a summary story grouping compares
+STORY_SUMMARY_CHARS = 600
+#: bump when the keys this module gives change, so that stored words are computed again
+TERMS_VERSION = "1"
+_FIELD, _KEY = "\x1e", "\x1f"
+
+
+def encode_terms(title: Terms, summary: Terms) -> str | None:
+    """What grouping needs of :func:`story_terms`, as one compact string for storage: the
+    title's keys in order, the summary's distinct keys in order, and the names."""
+    parts = (
+        _KEY.join(title.keys),
+        _KEY.join(dict.fromkeys(summary.keys)),
+        _KEY.join(sorted(title.names | summary.names)),
+    )
+    if any(_FIELD in part for part in parts) or any(
+        _KEY in key for key in (*title.keys, *summary.keys)
+    ):
+        return None  # not representable: computed again when needed
+    return _FIELD.join((TERMS_VERSION, *parts))
+
+
+def decode_terms(encoded: str | None) -> tuple[list[str], list[str], set[str]] | None:
+    """Title keys, summary keys and names from :func:`encode_terms`; None if it is missing or
+    was written by another version of the word normalisation."""
+    if not encoded:
+        return None
+    parts = encoded.split(_FIELD)
+    if len(parts) != 4 or parts[0] != TERMS_VERSION:
+        return None
+    title, summary, names = (p.split(_KEY) if p else [] for p in parts[1:])
+    return title, summary, set(names)

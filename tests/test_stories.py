@@ -15,15 +15,12 @@ from digest.stories import (
     StoryIndex,
     StoryItem,
     StorySettings,
-    decode_terms,
-    encode_terms,
     evaluate_stories,
     format_story_evaluation,
     group,
     load_story_file,
-    story_terms,
 )
-from digest.textnorm import terms, word_key
+from digest.textnorm import decode_terms, encode_terms, story_terms, terms, word_key
 
 T0 = datetime(2024, 5, 19, 10, 0, tzinfo=UTC)
 
