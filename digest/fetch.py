@@ -548,9 +548,10 @@ async def _finish(
     # The body is decoded now; these would describe bytes the parser never sees.
     for name in ("content-encoding", "content-length"):
         headers.pop(name, None)
-    if state.body_hash is not None and body_hash(body) == state.body_hash:
+    digest = body_hash(body)
+    if digest == state.body_hash:
         return replace(base, outcome="not_modified", permanent_url=permanent)
-    return replace(base, body=body, permanent_url=permanent)
+    return replace(base, body=body, body_hash=digest, permanent_url=permanent)
 
 
 def _too_big(max_bytes: int) -> FetchError:
@@ -650,9 +651,11 @@ async def _fetch_file(
         raise FetchError(
             f"cannot read {path}: {exc.strerror or exc}; check the file's permissions"
         ) from None
-    if state.body_hash is not None and body_hash(data) == state.body_hash:
+    digest = body_hash(data)
+    if digest == state.body_hash:
         return FetchResult(source=source.name, outcome="not_modified", fetched_at=now)
-    return FetchResult(source=source.name, outcome="ok", body=data, fetched_at=now)
+    return FetchResult(source=source.name, outcome="ok", body=data, body_hash=digest,
+                       fetched_at=now)
 
 
 def _read_capped(path: Path, max_bytes: int) -> bytes:

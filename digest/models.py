@@ -68,6 +68,8 @@ class FetchResult:
     outcome: FetchOutcome
     #: response body (ok only)
     body: bytes = b""
+    #: ``politeness.body_hash(body)`` when the fetch computed it (ok only)
+    body_hash: str | None = None
     #: response headers, lower-cased names
     headers: Mapping[str, str] = field(default_factory=dict)
     #: HTTP status, or 0 when no response was received

@@ -289,7 +289,7 @@ def apply_result(
             new,
             etag=etag,
             last_modified=last_modified,
-            body_hash=body_hash(result.body),
+            body_hash=result.body_hash or body_hash(result.body),
             last_ok_at=now,
             error_count=0,
             last_error=None,
