@@ -272,8 +272,10 @@ def poll(state: State, force: bool, no_publish: bool) -> None:
         written, shown = ([], 0) if no_publish else pipe.publish(utcnow())
     _print_cycle(report)
     if not no_publish:
-        click.echo(f"feed: {shown} stories in {state.config.publish.output_dir / 'feed.xml'} "
-                   f"({len(written)} file(s) changed)")
+        click.echo(
+            f"feed: {shown} stories in {state.config.publish.output_dir / 'feed.xml'} "
+            f"({len(written)} file(s) changed)"
+        )
     if report.failed:
         raise click.exceptions.Exit(EXIT_FAILURE)
 
@@ -385,12 +387,15 @@ def eval_stories(state: State, file: Path) -> None:
 
 @cli.command()
 @click.option("--list", "list_name", metavar="NAME", help="Digest list (default: the first).")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the HTML version to this file.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML version to this file.",
+)
 @click.option("--text", "show_text", is_flag=True, help="Print the plain-text version.")
 @pass_state
-def preview(state: State, list_name: str | None, html_file: Path | None,
-            show_text: bool) -> None:
+def preview(state: State, list_name: str | None, html_file: Path | None, show_text: bool) -> None:
     """Render the next digest without sending or recording anything."""
     with state.pipeline(write=False) as pipe:
         html_body, text, msg, count = pipe.preview(utcnow(), list_name)
@@ -408,8 +413,9 @@ def preview(state: State, list_name: str | None, html_file: Path | None,
 
 @cli.command()
 @click.option("--list", "list_name", metavar="NAME", help="Only this digest list.")
-@click.option("--force", is_flag=True,
-              help="Send the current period now, even before its scheduled time.")
+@click.option(
+    "--force", is_flag=True, help="Send the current period now, even before its scheduled time."
+)
 @pass_state
 def send(state: State, list_name: str | None, force: bool) -> None:
     """Send the digests that are due (and retry pending ones)."""
@@ -450,13 +456,20 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     async def main() -> None:
         with state.pipeline(write=False) as pipe:
             zone = cfg.digests[0].zone if cfg.digests else UTC
-            app = web.make_app(cfg.publish,
-                               stories=lambda tag: pipe.published_stories(utcnow(), tag),
-                               templates_dir=cfg.templates_dir, tz=zone)
-            runner = await web.start_server(app, host or cfg.server.host,
-                                            port if port is not None else cfg.server.port)
-            click.echo(f"serving {cfg.publish.output_dir} on "
-                       f"http://{host or cfg.server.host}:{runner.addresses[0][1]}/", err=True)
+            app = web.make_app(
+                cfg.publish,
+                stories=lambda tag: pipe.published_stories(utcnow(), tag),
+                templates_dir=cfg.templates_dir,
+                tz=zone,
+            )
+            runner = await web.start_server(
+                app, host or cfg.server.host, port if port is not None else cfg.server.port
+            )
+            click.echo(
+                f"serving {cfg.publish.output_dir} on "
+                f"http://{host or cfg.server.host}:{runner.addresses[0][1]}/",
+                err=True,
+            )
             try:
                 await asyncio.Event().wait()
             finally:
@@ -467,8 +480,7 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
 
 @cli.command()
-@click.option("--once", is_flag=True,
-              help="Run one poll, publish and any due digest, then exit.")
+@click.option("--once", is_flag=True, help="Run one poll, publish and any due digest, then exit.")
 @click.option("--no-server", is_flag=True, help="Do not start the HTTP server.")
 @pass_state
 def run(state: State, once: bool, no_server: bool) -> None:
@@ -494,8 +506,10 @@ def run(state: State, once: bool, no_server: bool) -> None:
     _print_cycle(report)
     out = cfg.publish.output_dir
     click.echo("")
-    click.echo(f"feed: {shown} stories in {out / 'feed.xml'} (also atom.xml, feed.json; "
-               f"{len(written)} file(s) changed)")
+    click.echo(
+        f"feed: {shown} stories in {out / 'feed.xml'} (also atom.xml, feed.json; "
+        f"{len(written)} file(s) changed)"
+    )
     for o in outcomes:
         click.echo(_digest_line(o))
     sent = [o for o in outcomes if o.status in ("sent", "partial")]

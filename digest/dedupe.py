@@ -101,8 +101,11 @@ def decide(
             for key in item.keys.all():
                 batch.setdefault(key, pending)
             continue
-        if (hit.content_hash is not None and hit.content_hash != item.keys.content_hash
-                and hit.entry_id not in changed):
+        if (
+            hit.content_hash is not None
+            and hit.content_hash != item.keys.content_hash
+            and hit.entry_id not in changed
+        ):
             # An edited entry may bring a new link or guid: remember them for it. Unchanged
             # entries add nothing, so a feed that rewrites guids on every fetch does not
             # grow the key table.

@@ -32,8 +32,7 @@ class SplitFeed:
     def document(self, keep: set[int]) -> bytes:
         """The feed with only the items whose positions are in ``keep`` (whitespace between
         items is not kept: it carries no meaning in a feed)."""
-        return b"".join((self.head, *(i for n, i in enumerate(self.items) if n in keep),
-                         self.tail))
+        return b"".join((self.head, *(i for n, i in enumerate(self.items) if n in keep), self.tail))
 
 
 def item_hash(raw: bytes) -> str:
@@ -74,7 +73,10 @@ def split_feed(body: bytes) -> SplitFeed | None:
 def _cdata_hides_items(body: bytes) -> bool:
     """A CDATA section that contains what looks like an item tag would fool the scan."""
     for section in re.finditer(rb"<!\[CDATA\[(.*?)\]\]>", body, re.S):
-        if _START.search(section.group(1)) or b"</item" in section.group(1) \
-                or b"</entry" in section.group(1):
+        if (
+            _START.search(section.group(1))
+            or b"</item" in section.group(1)
+            or b"</entry" in section.group(1)
+        ):
             return True
     return False

@@ -654,8 +654,9 @@ async def _fetch_file(
     digest = body_hash(data)
     if digest == state.body_hash:
         return FetchResult(source=source.name, outcome="not_modified", fetched_at=now)
-    return FetchResult(source=source.name, outcome="ok", body=data, body_hash=digest,
-                       fetched_at=now)
+    return FetchResult(
+        source=source.name, outcome="ok", body=data, body_hash=digest, fetched_at=now
+    )
 
 
 def _read_capped(path: Path, max_bytes: int) -> bytes:

@@ -15,7 +15,6 @@ from typing import Literal
 FetchOutcome = Literal["ok", "not_modified", "retry_later", "gone", "error"]
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """A feed to poll, as configured."""

@@ -73,6 +73,7 @@ POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
 POOL_MIN_BYTES = 8 * 1024
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DigestOutcome:
     """What one digest run did for one list."""
@@ -170,25 +171,32 @@ class Pipeline:
                     except Exception as exc:
                         # A parser bug or a dead pool worker is this source's failure, not the
                         # cycle's: the other sources are still stored.
-                        log.critical("unexpected error parsing source=%s", src.name,
-                                     exc_info=True)
+                        log.critical("unexpected error parsing source=%s", src.name, exc_info=True)
                         parsed = ParseError(
                             f"internal error while parsing ({type(exc).__name__}: {exc}); "
                             "it will be retried; please report it",
                             url=result.final_url or src.location,
                         )
                 try:
-                    return self._store_source(src, state, result, parsed, now,
-                                              item_hashes=hashes, skipped=skipped,
-                                              prepared=prepared)
+                    return self._store_source(
+                        src,
+                        state,
+                        result,
+                        parsed,
+                        now,
+                        item_hashes=hashes,
+                        skipped=skipped,
+                        prepared=prepared,
+                    )
                 except StorageError:
                     raise  # the state itself is unusable: every source would fail alike
                 except Exception as exc:
                     return self._store_failed(src, state, result, now, exc)
 
         async with fetch.Fetcher(settings) as fetcher:
-            tasks = [asyncio.ensure_future(one(src, state))
-                     for src, state in _interleave_hosts(due)]
+            tasks = [
+                asyncio.ensure_future(one(src, state)) for src, state in _interleave_hosts(due)
+            ]
             try:
                 for next_done in asyncio.as_completed(tasks):
                     report = await next_done
@@ -208,8 +216,11 @@ class Pipeline:
         if self.config.service.retention_days:
             pruned = self.store.prune(now - timedelta(days=self.config.service.retention_days))
             if pruned:
-                log.info("pruned the text of %d entries older than %d days", pruned,
-                         self.config.service.retention_days)
+                log.info(
+                    "pruned the text of %d entries older than %d days",
+                    pruned,
+                    self.config.service.retention_days,
+                )
         return CycleReport(started_at=now, finished_at=finished, sources=tuple(reports))
 
     async def _parse(
@@ -221,8 +232,12 @@ class Pipeline:
         from digest import prepare
 
         job = prepare.FeedJob(
-            body=result.body, headers=dict(result.headers), base=result.final_url or src.url,
-            now=now, source=src.name, source_tags=src.tags,
+            body=result.body,
+            headers=dict(result.headers),
+            base=result.final_url or src.url,
+            now=now,
+            source=src.name,
+            source_tags=src.tags,
             known_items=frozenset(self.store.item_hashes(src.name)),
         )
         if not use_pool or len(result.body) < POOL_MIN_BYTES:
@@ -247,7 +262,9 @@ class Pipeline:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["digest.prepare"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=prepare.init_worker,
+                workers,
+                mp_context=ctx,
+                initializer=prepare.init_worker,
                 initargs=(str(self.config.tagging.rules),),
             )
         return self._pool
@@ -297,15 +314,20 @@ class Pipeline:
                 extra={"source": src.name, "url": src.location},
             )
         if prepared:
-            keyed = [KeyedEntry(parsed=e, keys=p.keys, link=p.link)
-                     for e, p in zip(parsed.entries, prepared, strict=True)]
+            keyed = [
+                KeyedEntry(parsed=e, keys=p.keys, link=p.link)
+                for e, p in zip(parsed.entries, prepared, strict=True)
+            ]
             done = {id(e): p for e, p in zip(parsed.entries, prepared, strict=True)}
         else:
             keyed, done = key_entries(parsed.entries, src.name), {}
         known = self.store.lookup_keys(all_keys(keyed))
         update = decide(src.name, keyed, known, new_state, parsed.rejected)
-        update = replace(self._tag_update(update, src, done), item_hashes=item_hashes,
-                         unchanged=update.unchanged + skipped)
+        update = replace(
+            self._tag_update(update, src, done),
+            item_hashes=item_hashes,
+            unchanged=update.unchanged + skipped,
+        )
         self.store.apply_update(update, now)
         status = "new" if update.new else ("updated" if update.changed else "unchanged")
         return SourceReport(
@@ -351,8 +373,12 @@ class Pipeline:
             if done is not None:
                 return replace(item, tags=done.tags, scores=done.scores, terms=done.terms)
             decision = prepare.decide_tags(self.rules, item.parsed, src.tags)
-            return replace(item, tags=decision.tags, scores=dict(decision.scores),
-                           terms=prepare.entry_terms(item.parsed))
+            return replace(
+                item,
+                tags=decision.tags,
+                scores=dict(decision.scores),
+                terms=prepare.entry_terms(item.parsed),
+            )
 
         return replace(
             update,
@@ -404,8 +430,9 @@ class Pipeline:
         for item in items:
             result = index.add(item, story_id_for_new=next_id)
             if not result.joined:
-                created.append((result.story_id, item.keys[0] if item.keys else
-                                f"entry:{item.entry_id}"))
+                created.append(
+                    (result.story_id, item.keys[0] if item.keys else f"entry:{item.entry_id}")
+                )
                 next_id = max(next_id, result.story_id) + 1
             assigned.append((item.entry_id, result.story_id, index.explain(item.entry_id)))
             if result.merged:
@@ -420,7 +447,9 @@ class Pipeline:
         """The newest selected stories (of one tag, if given) that a feed or the page shows."""
         settings = self.config.publish
         return self.store.stories(
-            tag=settings.selection, also_tag=tag, limit=settings.max_items,
+            tag=settings.selection,
+            also_tag=tag,
+            limit=settings.max_items,
             since=now - timedelta(days=settings.max_age_days),
         )
 
@@ -451,8 +480,7 @@ class Pipeline:
         stories, shown = self.feed_stories(now)
         files = publishing.build_all(stories, settings, now)
         written = publishing.write_outputs(settings.output_dir, files)
-        done = publishing.Published.of(stories, settings, now, generation=generation,
-                                       shown=shown)
+        done = publishing.Published.of(stories, settings, now, generation=generation, shown=shown)
         with self.store.transaction():
             self.store.mark_published(done.to_json())
             self.store.mark_run("publish", now, f"{shown} stories, {len(written)} files written")
@@ -476,15 +504,23 @@ class Pipeline:
         outcomes: list[DigestOutcome] = []
         lists = [d for d in self.config.digests if list_name in (None, d.name)]
         if list_name is not None and not lists:
-            raise ConfigError(f"no digest list named {list_name!r} in the config",
-                              path=self.config.path, key="digests")
+            raise ConfigError(
+                f"no digest list named {list_name!r} in the config",
+                path=self.config.path,
+                key="digests",
+            )
         for lst in lists:
             for pending in self.store.unfinished_digests(lst.name):
                 if not force and pending.next_try_at and pending.next_try_at > now:
-                    outcomes.append(DigestOutcome(
-                        list=lst.name, period=pending.period, status="not-due",
-                        message_id=pending.message_id,
-                        detail=f"retry after {pending.next_try_at:%Y-%m-%d %H:%M} UTC"))
+                    outcomes.append(
+                        DigestOutcome(
+                            list=lst.name,
+                            period=pending.period,
+                            status="not-due",
+                            message_id=pending.message_id,
+                            detail=f"retry after {pending.next_try_at:%Y-%m-%d %H:%M} UTC",
+                        )
+                    )
                     continue
                 outcomes.append(await self._deliver(lst, pending, now))
             last = self.store.last_digest(lst.name)
@@ -496,8 +532,14 @@ class Pipeline:
                     period = current
             if period is None:
                 upcoming = next_run(lst, now)
-                outcomes.append(DigestOutcome(list=lst.name, period=last_key, status="not-due",
-                                              detail=f"next at {upcoming:%Y-%m-%d %H:%M} UTC"))
+                outcomes.append(
+                    DigestOutcome(
+                        list=lst.name,
+                        period=last_key,
+                        status="not-due",
+                        detail=f"next at {upcoming:%Y-%m-%d %H:%M} UTC",
+                    )
+                )
                 continue
             stories = self.store.stories(
                 tag=lst.selection,
@@ -506,10 +548,12 @@ class Pipeline:
             )
             msg_id = message_id(lst.name, period.key, message_domain(lst, self.config.smtp))
             if not stories and not lst.send_empty:
-                self.store.create_digest(lst.name, period.key, msg_id, [], now,
-                                         status="skipped")
-                outcomes.append(DigestOutcome(list=lst.name, period=period.key,
-                                              status="empty", detail="no new stories"))
+                self.store.create_digest(lst.name, period.key, msg_id, [], now, status="skipped")
+                outcomes.append(
+                    DigestOutcome(
+                        list=lst.name, period=period.key, status="empty", detail="no new stories"
+                    )
+                )
                 continue
             record = self.store.create_digest(
                 lst.name, period.key, msg_id, [s.id for s in stories], now
@@ -518,70 +562,108 @@ class Pipeline:
         self.store.mark_run("digest", now)
         return outcomes
 
-    def render(self, lst: DigestListSettings, stories: Sequence[Story], period: Period,
-               now: datetime) -> tuple[str, str, EmailMessage]:
+    def render(
+        self, lst: DigestListSettings, stories: Sequence[Story], period: Period, now: datetime
+    ) -> tuple[str, str, EmailMessage]:
         from digest.mail import build_message
         from digest.render import build_context, render_digest
 
         ctx = build_context(stories, lst, period, feed_url=self.feed_url(), now=now)
         html_body, text = render_digest(ctx, templates_dir=self.config.templates_dir)
-        msg = build_message(html_body, text, period=period, settings=lst,
-                            smtp=self.config.smtp, story_count=len(stories), now=now)
+        msg = build_message(
+            html_body,
+            text,
+            period=period,
+            settings=lst,
+            smtp=self.config.smtp,
+            story_count=len(stories),
+            now=now,
+        )
         return html_body, text, msg
 
-    def preview(self, now: datetime, list_name: str | None = None
-                ) -> tuple[str, str, EmailMessage, int]:
+    def preview(
+        self, now: datetime, list_name: str | None = None
+    ) -> tuple[str, str, EmailMessage, int]:
         """The next digest of a list, rendered, without sending or recording anything."""
         lists = [d for d in self.config.digests if list_name in (None, d.name)]
         if not lists:
             raise ConfigError(
                 "no such digest list" if list_name else "no [[digests]] list in the config",
-                path=self.config.path, key="digests")
+                path=self.config.path,
+                key="digests",
+            )
         lst = lists[0]
         stories = self.store.stories(
-            tag=lst.selection, since=now - timedelta(days=self.config.publish.max_age_days),
+            tag=lst.selection,
+            since=now - timedelta(days=self.config.publish.max_age_days),
             exclude_mailed_to=lst.name,
         )
         html_body, text, msg = self.render(lst, stories, period_for(lst, now), now)
         return html_body, text, msg, len(stories)
 
-    async def _deliver(self, lst: DigestListSettings, record: DigestRecord,
-                       now: datetime) -> DigestOutcome:
+    async def _deliver(
+        self, lst: DigestListSettings, record: DigestRecord, now: datetime
+    ) -> DigestOutcome:
         """Send one claimed digest to the recipients that have not accepted it yet."""
         from digest.mail import asend_message
 
         extra = {"list": lst.name, "period": record.period}
         stories = self.store.stories(tag=None, story_ids=record.story_ids)
         period = period_by_key(lst, record.period)
-        pending = [r for r in lst.recipients
-                   if record.recipients.get(_addr(r)) != "accepted"]
+        pending = [r for r in lst.recipients if record.recipients.get(_addr(r)) != "accepted"]
         retry_at = now + timedelta(seconds=min(60 * 2 ** min(record.attempts, 10), 3600))
         try:
             # The message is built as it was first built (same Date and Message-ID), so a
             # resend after a crash is recognisably the same message.
             _, _, msg = self.render(lst, stories, period, record.created_at)
-            outcome = await asend_message(msg, pending, self.config.smtp,
-                                          outbox_dir=self.config.outbox_dir)
+            outcome = await asend_message(
+                msg, pending, self.config.smtp, outbox_dir=self.config.outbox_dir
+            )
         except DigestDeliveryError as exc:
             refused = exc.refused if isinstance(exc, SendError) else {}
-            self.store.record_delivery(record.id, accepted=[], refused=dict(refused),
-                                       error=str(exc), now=now, next_try_at=retry_at)
-            log.error("digest not delivered: %s; retrying at %s", exc,
-                      f"{retry_at:%H:%M} UTC", extra=extra)
-            return DigestOutcome(list=lst.name, period=record.period, status="failed",
-                                 stories=len(stories), message_id=record.message_id,
-                                 detail=str(exc))
+            self.store.record_delivery(
+                record.id,
+                accepted=[],
+                refused=dict(refused),
+                error=str(exc),
+                now=now,
+                next_try_at=retry_at,
+            )
+            log.error(
+                "digest not delivered: %s; retrying at %s",
+                exc,
+                f"{retry_at:%H:%M} UTC",
+                extra=extra,
+            )
+            return DigestOutcome(
+                list=lst.name,
+                period=record.period,
+                status="failed",
+                stories=len(stories),
+                message_id=record.message_id,
+                detail=str(exc),
+            )
         accepted = [_addr(a) for a in outcome.accepted]
         refused = {_addr(a): why for a, why in outcome.refused.items()}
-        self.store.record_delivery(record.id, accepted=accepted, refused=refused, error=None,
-                                   now=now, next_try_at=retry_at if refused else None)
+        self.store.record_delivery(
+            record.id,
+            accepted=accepted,
+            refused=refused,
+            error=None,
+            now=now,
+            next_try_at=retry_at if refused else None,
+        )
         for addr, why in refused.items():
-            log.warning("recipient refused: %s; will retry", why,
-                        extra={**extra, "recipient": addr})
+            log.warning(
+                "recipient refused: %s; will retry", why, extra={**extra, "recipient": addr}
+            )
         where = str(outcome.path) if outcome.path else "SMTP"
         return DigestOutcome(
-            list=lst.name, period=record.period, status="partial" if refused else "sent",
-            stories=len(stories), message_id=record.message_id,
+            list=lst.name,
+            period=record.period,
+            status="partial" if refused else "sent",
+            stories=len(stories),
+            message_id=record.message_id,
             detail=f"{len(accepted)} recipient(s) via {where}"
             + (f", {len(refused)} refused" if refused else ""),
         )
@@ -612,20 +694,27 @@ class Pipeline:
 
         entry = self.store.find_entry(ref)
         if entry is None:
-            raise DigestError(f"no stored entry with id or link {ref!r}; "
-                              "`digest status` shows what is stored")
+            raise DigestError(
+                f"no stored entry with id or link {ref!r}; `digest status` shows what is stored"
+            )
         src = next((s for s in self.config.sources if s.name == entry.source), None)
         decision = prepare.decide_tags(self.rules, entry, src.tags if src else ())
-        lines = [f"entry {entry.id}: {entry.title}",
-                 f"source: {entry.source}; link: {entry.link or '-'}; "
-                 f"published {entry.published:%Y-%m-%d %H:%M} UTC", "",
-                 format_explanation(decision, self.config.publish.selection), ""]
+        lines = [
+            f"entry {entry.id}: {entry.title}",
+            f"source: {entry.source}; link: {entry.link or '-'}; "
+            f"published {entry.published:%Y-%m-%d %H:%M} UTC",
+            "",
+            format_explanation(decision, self.config.publish.selection),
+            "",
+        ]
         if entry.story_id is None:
             lines.append("story: none yet")
         else:
             story = self.store.story(entry.story_id)
-            lines.append(f"story {entry.story_id}"
-                         + (f" ({story.uid}), {len(story.entries)} report(s)" if story else ""))
+            lines.append(
+                f"story {entry.story_id}"
+                + (f" ({story.uid}), {len(story.entries)} report(s)" if story else "")
+            )
             if story:
                 for other in story.entries:
                     mark = "*" if other.id == entry.id else "-"

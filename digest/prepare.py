@@ -58,15 +58,22 @@ def init_worker(rules_path: str) -> None:
     _worker_rules = load_rules(Path(rules_path))
 
 
-def decide_tags(rules: Rules, entry: ParsedEntry | Entry,
-                source_tags: Sequence[str]) -> TagDecision:
+def decide_tags(
+    rules: Rules, entry: ParsedEntry | Entry, source_tags: Sequence[str]
+) -> TagDecision:
     """The tags of an entry, from its title and the lead of its summary and content."""
-    return tag_text(rules, title=entry.title, summary=entry.summary[:TAG_TEXT_CHARS],
-                    content=html_text(entry.content_html), source_tags=source_tags)
+    return tag_text(
+        rules,
+        title=entry.title,
+        summary=entry.summary[:TAG_TEXT_CHARS],
+        content=html_text(entry.content_html),
+        source_tags=source_tags,
+    )
 
 
-def prepare_entry(rules: Rules, entry: ParsedEntry, source: str,
-                  source_tags: Sequence[str]) -> Prepared:
+def prepare_entry(
+    rules: Rules, entry: ParsedEntry, source: str, source_tags: Sequence[str]
+) -> Prepared:
     decision = decide_tags(rules, entry, source_tags)
     keys, link = keys_and_link(entry, source)
     return Prepared(
@@ -83,8 +90,9 @@ def entry_terms(entry: ParsedEntry) -> str | None:
     return encode_terms(*story_terms(entry.title, entry.summary[:STORY_SUMMARY_CHARS]))
 
 
-def prepare_feed(rules: Rules, parsed: ParsedFeed, source: str,
-                 source_tags: Sequence[str]) -> list[Prepared]:
+def prepare_feed(
+    rules: Rules, parsed: ParsedFeed, source: str, source_tags: Sequence[str]
+) -> list[Prepared]:
     return [prepare_entry(rules, e, source, source_tags) for e in parsed.entries]
 
 

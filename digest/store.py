@@ -449,13 +449,19 @@ class Store:
             )
             db.executemany(
                 "INSERT OR IGNORE INTO entry_keys (key, entry_id) VALUES (?, ?)",
-                [(k, i) for i, item in zip(new_ids, update.new, strict=True)
-                 for k in item.keys.all()],
+                [
+                    (k, i)
+                    for i, item in zip(new_ids, update.new, strict=True)
+                    for k in item.keys.all()
+                ],
             )
             db.executemany(
                 "INSERT INTO entry_tags (tag, entry_id, score) VALUES (?, ?, ?)",
-                [(t, i, float(item.scores.get(t, 1.0)))
-                 for i, item in zip(new_ids, update.new, strict=True) for t in item.tags],
+                [
+                    (t, i, float(item.scores.get(t, 1.0)))
+                    for i, item in zip(new_ids, update.new, strict=True)
+                    for t in item.tags
+                ],
             )
             for ch in update.changed:
                 db.execute(
@@ -549,7 +555,9 @@ class Store:
     def ungrouped_items(self, limit: int, summary_chars: int) -> list[StoryItem]:
         """The oldest ``limit`` entries that belong to no story yet, as grouping reads them."""
         rows = self._story_items(
-            "story_id IS NULL ORDER BY published, id LIMIT ?", (limit,), summary_chars,
+            "story_id IS NULL ORDER BY published, id LIMIT ?",
+            (limit,),
+            summary_chars,
             index="entries_ungrouped",
         )
         return [item for item, _ in rows]
@@ -557,7 +565,8 @@ class Store:
     def window_items(self, since: datetime, summary_chars: int) -> list[tuple[StoryItem, int]]:
         """The grouped entries published since ``since``, oldest first, with their story."""
         rows = self._story_items(
-            "published >= ? AND story_id IS NOT NULL ORDER BY published, id", (_ts(since),),
+            "published >= ? AND story_id IS NOT NULL ORDER BY published, id",
+            (_ts(since),),
             summary_chars,
         )
         return [(item, story or 0) for item, story in rows]
@@ -580,10 +589,15 @@ class Store:
             published = _dt(r["published"])
             assert published is not None
             item = StoryItem(
-                entry_id=r["id"], source=r["source"], published=published, title=r["title"],
-                summary=r["summary"], link_key=r["canonical_link"],
+                entry_id=r["id"],
+                source=r["source"],
+                published=published,
+                title=r["title"],
+                summary=r["summary"],
+                link_key=r["canonical_link"],
                 keys=tuple(sorted(keys.get(r["id"], ()), key=key_rank)),
-                tags=tuple(json.loads(r["tags"])), terms=r["terms"],
+                tags=tuple(json.loads(r["tags"])),
+                terms=r["terms"],
             )
             out.append((item, r["story_id"]))
         return out

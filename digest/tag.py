@@ -998,8 +998,10 @@ def _check_pattern(sec: tomlutil.Section, i: int, pattern: str) -> None:
         # All patterns are joined into one expression, each in a group of its own.
         re.compile(f"(?:{pattern})")
     except re.error as exc:
-        raise fail(f"{pattern!r} cannot be combined with the other patterns: {exc}; "
-                   "write flags inside a group, as in (?i:...)") from None
+        raise fail(
+            f"{pattern!r} cannot be combined with the other patterns: {exc}; "
+            "write flags inside a group, as in (?i:...)"
+        ) from None
 
 
 def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, ...]:
