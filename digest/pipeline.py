@@ -255,9 +255,9 @@ class Pipeline:
             raise
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        from digest import prepare
-
         if self._pool is None:
+            from digest import prepare
+
             workers = self.config.service.parse_workers or os.cpu_count() or 1
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["digest.prepare"])

@@ -125,9 +125,10 @@ def parse_new_items(job: FeedJob, rules: Rules | None) -> FeedResult:
     """Parse only the items whose raw bytes are new (all of them if the document cannot be
     split), then prepare every parsed entry when ``rules`` are given."""
     split = split_feed(job.body)
-    hashes = split.hashes() if split is not None else None
+    hashes: tuple[str, ...] | None = None
     result: tuple[ParsedFeed, int] | None = None
-    if split is not None and hashes is not None:
+    if split is not None:
+        hashes = split.hashes()
         keep = {i for i, h in enumerate(hashes) if h not in job.known_items}
         if len(keep) < len(hashes):
             try:
