@@ -28,6 +28,7 @@ import feedparser
 import nh3
 from feedparser.encodings import convert_to_utf8
 
+from digest import fpsetup
 from digest.errors import ParseError
 from digest.models import ParsedEntry, ParsedFeed, Rejected
 
@@ -72,6 +73,8 @@ _PLAIN_HTTP_URL = re.compile(
 _MARKUP = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9:-]*(?=[\s/>])|!--)")
 _ENTITY_DECL = re.compile(rb"""<!ENTITY\s+([^\s%"'>]+)\s+(?:"([^"]*)"|'([^']*)')""")
 _HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
+fpsetup.install()
+
 _DEGRADED = (
     feedparser.CharacterEncodingOverride,
     feedparser.NonXMLContentType,

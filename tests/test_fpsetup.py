@@ -1,0 +1,103 @@
+"""How feedparser is set up: buffered text and the caching Windows-1252 table change no result."""
+
+from __future__ import annotations
+
+import xml.sax
+import xml.sax.expatreader
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser.api
+import feedparser.mixin
+import pytest
+
+from digest import fpsetup
+from digest.parse import parse_feed
+
+DATA = Path(__file__).parent / "data"
+NOW = datetime(2024, 7, 10, 12, 0, tzinfo=UTC)
+
+ESCAPED = (
+    '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>T &amp; U</title>'
+    "<item><title>Mirzoyan &amp; Bayramov\n meet</title><link>https://e.org/a?x=1&amp;y=2</link>"
+    "<description>&lt;p&gt;Talks &lt;b&gt;resumed&lt;/b&gt; in\nAlmaty&lt;/p&gt; &#x80;100 "
+    "&#x9c;uvre \u0562\u0561\u0580\u0587 \u00a0&#38;</description>"
+    "<content:encoded xmlns:content='http://purl.org/rss/1.0/modules/content/'>"
+    "<![CDATA[<p>One</p>]]>&lt;p&gt;Two&lt;/p&gt;</content:encoded></item></channel></rss>"
+).encode()
+
+
+class Counter(xml.sax.ContentHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[str] = []
+
+    def characters(self, content: str) -> None:
+        self.pieces.append(content)
+
+
+def test_feedparser_is_pointed_at_the_buffered_driver() -> None:
+    assert feedparser.api.PREFERRED_XML_PARSERS == ["digest.fpsetup"]
+    parser = xml.sax.make_parser(feedparser.api.PREFERRED_XML_PARSERS)
+    assert isinstance(parser, fpsetup.BufferedExpatParser)
+    assert isinstance(feedparser.mixin._cp1252, fpsetup._IdentityCache)  # type: ignore[attr-defined]
+
+
+def test_text_with_entity_references_arrives_in_one_piece() -> None:
+    handler = Counter()
+    parser = fpsetup.create_parser()
+    parser.setContentHandler(handler)
+    parser.feed(b"<a>one &lt;b&gt; two\nthree &#38; four</a>")
+    parser.close()
+    assert handler.pieces == ["one <b> two\nthree & four"]
+    # the stock reader splits the same text at every reference and line break
+    stock = Counter()
+    plain = xml.sax.expatreader.create_parser()
+    plain.setContentHandler(stock)
+    plain.feed(b"<a>one &lt;b&gt; two\nthree &#38; four</a>")
+    plain.close()
+    assert len(stock.pieces) > 1 and "".join(stock.pieces) == handler.pieces[0]
+
+
+def test_identity_cache_maps_like_the_windows_1252_table_and_stays_bounded() -> None:
+    table = fpsetup._IdentityCache({0x80: "\u20ac", 0x9C: "\u0153"})
+    text = "".join(chr(c) for c in range(0x20, 0x20 + 2 * fpsetup.CACHE_LIMIT) if c < 0xD800)
+    expected = text.replace("\x80", "\u20ac").replace("\x9c", "\u0153")
+    assert text.translate(table) == expected
+    assert text.translate(table) == expected  # again, from the cache
+    assert len(table) <= fpsetup.CACHE_LIMIT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [ESCAPED, *(p.read_bytes() for p in sorted(DATA.glob("*.xml")) + sorted(DATA.glob("*.rdf")))],
+    ids=lambda b: "escaped" if b is ESCAPED else None,
+)
+def test_results_equal_those_of_stock_feedparser(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = {"content-type": "application/rss+xml; charset=utf-8"} if body is ESCAPED else {}
+
+    def parse() -> object:
+        try:
+            return parse_feed(body, headers, "https://e.org/feed.xml", NOW)
+        except Exception as exc:  # noqa: BLE001 - the same failure is a same result
+            return repr(exc)
+
+    tuned = parse()
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
+    monkeypatch.setattr(feedparser.mixin, "_cp1252", dict(feedparser.mixin._cp1252))  # type: ignore[attr-defined]
+    assert xml.sax.make_parser(feedparser.api.PREFERRED_XML_PARSERS).__class__ is (
+        xml.sax.expatreader.ExpatParser
+    )
+    assert parse() == tuned
+
+
+def test_escaped_html_and_windows_1252_extensions_survive() -> None:
+    feed = parse_feed(ESCAPED, {"content-type": "application/rss+xml"}, "https://e.org/f", NOW)
+    (entry,) = feed.entries
+    assert entry.title == "Mirzoyan & Bayramov meet"
+    assert entry.link == "https://e.org/a?x=1&y=2"
+    assert "Talks resumed in Almaty" in entry.summary
+    assert "\u20ac100" in entry.summary and "\u0153uvre" in entry.summary
+    assert "\u0562\u0561\u0580\u0587" in entry.summary
