@@ -193,20 +193,31 @@ class Pipeline:
                 except Exception as exc:
                     return self._store_failed(src, state, result, now, exc)
 
+        # Stories are assigned source by source in this fixed order, each source's entries
+        # oldest first, as soon as every source before it is stored: grouping runs while
+        # later sources are still fetched and parsed, and its result does not depend on
+        # which fetch finished first.
+        group_order = _interleave_hosts(due)
+        stored: set[str] = set()
+        grouped = self.group_pending(now)  # what a cycle that died left ungrouped comes first
+        cursor = 0
+
         async with fetch.Fetcher(settings) as fetcher:
-            tasks = [
-                asyncio.ensure_future(one(src, state)) for src, state in _interleave_hosts(due)
-            ]
+            tasks = [asyncio.ensure_future(one(src, state)) for src, state in group_order]
             try:
                 for next_done in asyncio.as_completed(tasks):
                     report = await next_done
                     reports.append(report)
+                    stored.add(report.source)
+                    while cursor < len(group_order) and group_order[cursor][0].name in stored:
+                        grouped += self.group_pending(now, source=group_order[cursor][0].name)
+                        cursor += 1
                     if progress is not None:
                         progress(report)
             finally:
                 for task in tasks:
                     task.cancel()
-        grouped = self.group_pending(now)
+        grouped += self.group_pending(now)
         if grouped:
             log.debug("grouped %d new entries into stories", grouped)
         finished = clock() if clock else now
@@ -396,15 +407,14 @@ class Pipeline:
             self._index = index
         return self._index
 
-    def group_pending(self, now: datetime) -> int:
-        """Put every entry that has no story yet into one, oldest first.
+    def group_pending(self, now: datetime, source: str | None = None) -> int:
+        """Put every entry (of ``source``, if given) that has no story yet into one, oldest
+        first; returns how many entries were grouped.
 
-        Runs once per cycle, after all sources are stored, so that the result does not
-        depend on which fetch finished first; entries stored by a cycle that died before
-        this step are grouped by the next one. Returns how many entries were grouped.
+        Entries stored by a cycle that died before grouping them are grouped by the next.
         """
         grouped = 0
-        while items := self.store.ungrouped_items(GROUP_BATCH, STORY_SUMMARY_CHARS):
+        while items := self.store.ungrouped_items(GROUP_BATCH, STORY_SUMMARY_CHARS, source):
             try:
                 index = self.story_index(now)
                 index.evict(now - timedelta(hours=self.config.stories.window_hours))

@@ -8,7 +8,9 @@ parsing, identity, tagging and word-normalising code.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,8 +55,16 @@ class Prepared:
 _worker_rules: Rules | None = None
 
 
+#: how much a parser process lowers its priority: when the main process, which fetches,
+#: stores and groups, competes with the parser processes for the cores, it goes first, so it
+#: never starves them of work (nor the web server and the scheduler of time)
+WORKER_NICENESS = 10
+
+
 def init_worker(rules_path: str) -> None:
     global _worker_rules
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     _worker_rules = load_rules(Path(rules_path))
 
 

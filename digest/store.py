@@ -552,11 +552,15 @@ class Store:
     def count_entries(self) -> int:
         return int(self._query("SELECT count(*) FROM entries")[0][0])
 
-    def ungrouped_items(self, limit: int, summary_chars: int) -> list[StoryItem]:
-        """The oldest ``limit`` entries that belong to no story yet, as grouping reads them."""
+    def ungrouped_items(
+        self, limit: int, summary_chars: int, source: str | None = None
+    ) -> list[StoryItem]:
+        """The oldest ``limit`` entries (of ``source``, if given) that belong to no story yet,
+        as grouping reads them."""
+        where = "story_id IS NULL" if source is None else "story_id IS NULL AND source = ?"
         rows = self._story_items(
-            "story_id IS NULL ORDER BY published, id LIMIT ?",
-            (limit,),
+            where + " ORDER BY published, id LIMIT ?",
+            (limit,) if source is None else (source, limit),
             summary_chars,
             index="entries_ungrouped",
         )

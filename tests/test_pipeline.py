@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -429,8 +430,9 @@ def test_process_pool_stores_the_same_as_the_inline_path(
     pooled_cfg = write_config(FETCH + sources_toml(feed_server, paths), name="pooled.toml")
     main_process_tagging = []
     real_decide = prepare_module.decide_tags
-    monkeypatch.setattr(prepare_module, "decide_tags",
-                        lambda *a: main_process_tagging.append(1) or real_decide(*a))
+    monkeypatch.setattr(
+        prepare_module, "decide_tags", lambda *a: main_process_tagging.append(1) or real_decide(*a)
+    )
     with open_pipeline(pooled_cfg) as pipe:
         report = poll(pipe)
         assert pipe._pool is not None, "8 sources must parse in the pool"
@@ -553,8 +555,12 @@ def test_unchanged_items_are_not_parsed_again(
 ) -> None:
     """A re-poll parses only the items whose raw bytes are new or edited."""
     base = [
-        Item(title=f"Bulletin {i}", link=f"https://ex.am/{i}", guid=f"g{i}",
-             published=NOW - timedelta(hours=i + 1))
+        Item(
+            title=f"Bulletin {i}",
+            link=f"https://ex.am/{i}",
+            guid=f"g{i}",
+            published=NOW - timedelta(hours=i + 1),
+        )
         for i in range(6)
     ]
     feed_server.add("/feed.xml", rss(base))
@@ -586,7 +592,9 @@ def test_entries_stored_by_a_cycle_that_died_before_grouping_are_grouped_next_ti
     path = write_config(FETCH + sources_toml(feed_server, {"a": "/a.xml"}))
     real_group = pipeline_module.Pipeline.group_pending
 
-    def dies(self: Pipeline, now: datetime) -> int:
+    def dies(self: Pipeline, now: datetime, source: str | None = None) -> int:
+        if source is None:
+            return real_group(self, now)  # the cycle's start: nothing is left over yet
         raise RuntimeError("killed between storing and grouping")
 
     monkeypatch.setattr(pipeline_module.Pipeline, "group_pending", dies)
@@ -600,3 +608,50 @@ def test_entries_stored_by_a_cycle_that_died_before_grouping_are_grouped_next_ti
         assert {s.lead.title for s in pipe.published_stories(NOW + timedelta(hours=1))} >= {
             MEETING_A.title
         }
+
+
+@pytest.mark.parametrize("slow", ["a", "c"])
+def test_stories_are_assigned_in_source_order_while_later_sources_are_still_fetched(
+    feed_server: FeedServer,
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    slow: str,
+) -> None:
+    """Grouping follows the sources' order, not the order their fetches finish in, and a
+    source is grouped as soon as every one before it is stored."""
+    feeds = {"a": [MEETING_A], "b": [MEETING_B, FOOTBALL], "c": [GEORGIA_EU]}
+    for name, items in feeds.items():
+        feed_server.add(f"/{name}.xml", rss(items), delay=0.6 if name == slow else 0.0)
+    path = write_config(FETCH + sources_toml(feed_server, {n: f"/{n}.xml" for n in feeds}))
+    real_group = pipeline_module.Pipeline.group_pending
+    calls: list[tuple[str, list[str]]] = []
+
+    def spy(self: Pipeline, now: datetime, source: str | None = None) -> int:
+        if source is not None:
+            rows = self.store._query("SELECT DISTINCT source FROM entries ORDER BY source")
+            calls.append((source, [r["source"] for r in rows]))
+        return real_group(self, now, source)
+
+    monkeypatch.setattr(pipeline_module.Pipeline, "group_pending", spy)
+    with open_pipeline(path) as pipe:
+        assert poll(pipe).new == 4
+        assert [source for source, _ in calls] == ["a", "b", "c"]
+        if slow == "c":  # a and b were grouped before c was stored
+            assert calls[1] == ("b", ["a", "b"])
+        else:  # b and c wait for a, whose fetch finished last
+            assert calls[0] == ("a", ["a", "b", "c"])
+        assert pipe.store.ungrouped_items(100, 600) == []
+        stories = {frozenset(e.title for e in s.entries) for s in pipe.store.stories(tag=None)}
+    assert stories == {
+        frozenset({MEETING_A.title, MEETING_B.title}),
+        frozenset({FOOTBALL.title}),
+        frozenset({GEORGIA_EU.title}),
+    }
+
+
+def test_parser_processes_yield_the_cpu_to_the_main_process(write_config: WriteConfig) -> None:
+    from digest.prepare import WORKER_NICENESS
+
+    with open_pipeline(write_config("")) as pipe:
+        worker = pipe._get_pool().submit(os.nice, 0).result(timeout=60)
+    assert worker == min(19, os.nice(0) + WORKER_NICENESS)
