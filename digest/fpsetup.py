@@ -1,6 +1,7 @@
 """How this program sets up feedparser: the same results, at less cost per character.
 
-Two settings, both made once when :mod:`digest.parse` is imported:
+Four settings, all made once when :mod:`digest.parse` is imported, each giving results equal
+to feedparser's own (tests/test_fpsetup.py compares them):
 
 - feedparser's strict parser is xml.sax over expat, which by default reports text in pieces:
   every entity reference and line break starts a new callback. Feeds carry their HTML escaped
@@ -11,6 +12,12 @@ Two settings, both made once when :mod:`digest.parse` is imported:
   ``str.translate`` over a dict. For any text that is not pure ASCII, that raises and clears a
   KeyError for every character the dict lacks. :class:`_IdentityCache` gives the same mapping,
   but remembers the characters it passes through, so the lookups hit.
+- feedparser deep-copies the parameters of every text construct (type, language, base) with
+  :func:`copy.deepcopy`'s generic, reduce-based path. :func:`_deepcopy` copies a
+  FeedParserDict of plain values with one dict copy.
+- feedparser joins the xml:base in force with itself at every start tag, so the same
+  ``urljoin`` runs hundreds of times per feed. :func:`_urljoin` remembers recent joins of
+  short strings.
 
 This module is also the SAX driver feedparser is pointed at: xml.sax imports a driver by
 module name and calls its :func:`create_parser`.
@@ -18,14 +25,24 @@ module name and calls its :func:`create_parser`.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 from xml.sax.expatreader import ExpatParser
 
 import feedparser.api
 import feedparser.mixin
+import feedparser.urls
+from feedparser.util import FeedParserDict
 
 #: the characters :class:`_IdentityCache` remembers at most (a hostile feed could use them all)
 CACHE_LIMIT = 4096
+#: URL joins :func:`_urljoin` remembers, and the longest pair of strings it remembers
+JOIN_CACHE_SIZE = 512
+JOIN_CACHE_CHARS = 2048
+
+_PLAIN = (str, int, float, bool, type(None))
+_feedparser_urljoin = feedparser.urls._urljoin
 
 
 class BufferedExpatParser(ExpatParser):
@@ -52,9 +69,38 @@ class _IdentityCache(dict[int, Any]):
         return key
 
 
+def _deepcopy(self: FeedParserDict, memo: dict[int, Any]) -> FeedParserDict:
+    """``copy.deepcopy`` of a FeedParserDict, one dict copy when every value is plain."""
+    if all(type(v) in _PLAIN for v in self.values()):
+        return FeedParserDict(self)
+    new = FeedParserDict()
+    memo[id(self)] = new
+    for key, value in self.items():
+        dict.__setitem__(new, copy.deepcopy(key, memo), copy.deepcopy(value, memo))
+    return new
+
+
+@functools.lru_cache(maxsize=JOIN_CACHE_SIZE)
+def _cached_urljoin(base: str, uri: str) -> str:
+    result: str = _feedparser_urljoin(base, uri)
+    return result
+
+
+def _urljoin(base: Any, uri: Any) -> Any:
+    """feedparser's URL join, remembered for short strings."""
+    if type(base) is str and type(uri) is str and len(base) + len(uri) <= JOIN_CACHE_CHARS:
+        return _cached_urljoin(base, uri)
+    return _feedparser_urljoin(base, uri)
+
+
 def install() -> None:
-    """Point feedparser at the buffered SAX driver and the caching Windows-1252 table."""
+    """Point feedparser at the buffered SAX driver, the caching Windows-1252 table, the plain
+    deep copy and the remembering URL join."""
     feedparser.api.PREFERRED_XML_PARSERS = [__name__]
     table = getattr(feedparser.mixin, "_cp1252", None)
     if isinstance(table, dict) and not isinstance(table, _IdentityCache):
         feedparser.mixin._cp1252 = _IdentityCache(table)
+    FeedParserDict.__deepcopy__ = _deepcopy
+    for module in (feedparser.urls, feedparser.mixin):
+        if getattr(module, "_urljoin", None) is _feedparser_urljoin:
+            module._urljoin = _urljoin

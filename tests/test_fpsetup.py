@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import xml.sax
 import xml.sax.expatreader
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import feedparser.api
 import feedparser.mixin
+import feedparser.urls
 import pytest
 
 from digest import fpsetup
@@ -87,6 +89,9 @@ def test_results_equal_those_of_stock_feedparser(
     tuned = parse()
     monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", ["drv_libxml2"])
     monkeypatch.setattr(feedparser.mixin, "_cp1252", dict(feedparser.mixin._cp1252))  # type: ignore[attr-defined]
+    monkeypatch.setattr(feedparser.mixin, "_urljoin", fpsetup._feedparser_urljoin)
+    monkeypatch.setattr(feedparser.urls, "_urljoin", fpsetup._feedparser_urljoin)
+    monkeypatch.delattr(feedparser.util.FeedParserDict, "__deepcopy__")
     assert xml.sax.make_parser(feedparser.api.PREFERRED_XML_PARSERS).__class__ is (
         xml.sax.expatreader.ExpatParser
     )
@@ -101,3 +106,37 @@ def test_escaped_html_and_windows_1252_extensions_survive() -> None:
     assert "Talks resumed in Almaty" in entry.summary
     assert "\u20ac100" in entry.summary and "\u0153uvre" in entry.summary
     assert "\u0562\u0561\u0580\u0587" in entry.summary
+
+
+def test_deep_copies_of_feedparser_dicts_are_deep() -> None:
+    from feedparser.util import FeedParserDict
+
+    plain = FeedParserDict(type="text/html", language=None, base="https://e.org/", value="x")
+    copied = copy.deepcopy(plain)
+    assert type(copied) is FeedParserDict and copied == plain and copied is not plain
+    nested = FeedParserDict(type="text/html", links=[FeedParserDict(href="https://e.org/")])
+    deep = copy.deepcopy(nested)
+    deep["links"][0]["href"] = "changed"
+    assert nested["links"][0]["href"] == "https://e.org/"
+    looped = FeedParserDict(a=1)
+    looped["self"] = [looped]
+    again = copy.deepcopy(looped)
+    assert again["self"][0] is again
+
+
+def test_url_joins_equal_feedparser_and_long_ones_are_not_remembered() -> None:
+    pairs = [
+        ("https://e.org/a/b.xml", "c/d.html"),
+        ("https://e.org/a/", "../x?y=1#z"),
+        ("", "https://e.org/"),
+        ("https://e.org/", "javascript:alert(1)"),
+        ("https://e.org/", "https://e.org/" + "p" * 5000),
+    ]
+    for base, uri in pairs:
+        assert fpsetup._urljoin(base, uri) == fpsetup._feedparser_urljoin(base, uri)
+    fpsetup._cached_urljoin.cache_clear()
+    fpsetup._urljoin("https://e.org/", "x" * (fpsetup.JOIN_CACHE_CHARS + 1))
+    fpsetup._urljoin("https://e.org/", "short")
+    assert fpsetup._cached_urljoin.cache_info().currsize == 1
+    assert feedparser.urls._urljoin is fpsetup._urljoin  # type: ignore[attr-defined]
+    assert feedparser.mixin._urljoin is fpsetup._urljoin  # type: ignore[attr-defined]
