@@ -433,9 +433,10 @@ class StoryIndex:
         return False
 
     def _story_score(
-        self, new: _Stored, story: int, known: Mapping[int, float]
+        self, new: _Stored, story: int, known: Mapping[int, float], floor: float = 0.0
     ) -> tuple[float, int, dict[str, float], list[str]] | None:
-        """Score ``new`` against a story's members closest in time; None without evidence.
+        """Score ``new`` against a story's members closest in time; None without evidence
+        or below ``floor``.
 
         The score mixes the best member's score with the mean over members, so that a story
         is joined for what most of its members say, not for one loose resemblance; and the
@@ -451,13 +452,15 @@ class StoryIndex:
         ]
         if not scored:
             return None
-        best = max(scored, key=lambda x: x[0])[1]
+        best_score, best = max(scored, key=lambda x: x[0])
+        mean = sum(x[0] for x in scored) / len(scored)
+        combined = BEST_SHARE * best_score + (1.0 - BEST_SHARE) * mean
+        if combined < floor:
+            return None  # the full signals below cost more than all the rest
         score, signals, shared = self._signals(new, best)
         entry_id = best.item.entry_id
         if signals["distinct"] < self.settings.min_distinct_words:
             return None
-        mean = sum(x[0] for x in scored) / len(scored)
-        combined = BEST_SHARE * score + (1.0 - BEST_SHARE) * mean
         return combined, entry_id, {**signals, "best": score, "mean": mean}, shared
 
     def join_threshold(self, at: float) -> float:
@@ -501,12 +504,10 @@ class StoryIndex:
             # Only a story with a fair first match is worth comparing with its other members.
             if score >= PROBE_SHARE * threshold:
                 stories.add(self._find(old.story))
-        top = None
-        if top_id is not None:
-            top_score, top_signals, top_shared = self._signals(new, self._items[top_id])
-            top = (top_score, top_id, top_signals, top_shared)
+        # Below the lower of the two thresholds, a story cannot be joined.
+        floor = threshold * min(1.0, SINGLE_WORD_FACTOR)
         for story in stories:
-            found = self._story_score(new, story, scores)
+            found = self._story_score(new, story, scores, floor)
             # One shared rare word is weak evidence: such a match needs a higher score.
             if found is not None and found[0] >= threshold * (
                 1.0 if found[2].get("distinct", 0) >= 2 else SINGLE_WORD_FACTOR
@@ -524,6 +525,10 @@ class StoryIndex:
             ):
                 chosen.append(story)
         if not chosen:
+            top = None
+            if top_id is not None:
+                top_score, top_signals, top_shared = self._signals(new, self._items[top_id])
+                top = (top_score, top_id, top_signals, top_shared)
             story = self._new_story(story_id_for_new)
             reason = "new story"
             if blocked:
