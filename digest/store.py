@@ -25,6 +25,12 @@ from digest.models import Entry, Source, SourceState, SourceUpdate, Story
 from digest.stories import StoryItem, key_rank
 
 SCHEMA_VERSION = 5
+#: WAL pages written before SQLite copies them back into the database: a full poll writes
+#: hundreds of megabytes, and every copy rewrites the same index pages and syncs the file, so
+#: fewer, larger copies (32 MiB at the default page size) cost less
+WAL_AUTOCHECKPOINT_PAGES = 8192
+#: after a copy, the WAL file is cut back to this size
+WAL_SIZE_LIMIT = 32 * 1024 * 1024
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -262,6 +268,8 @@ class Store:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         self._depth = 0

@@ -221,3 +221,31 @@ def test_stories_of_a_selection_and_a_tag_newest_first_and_bounded(tmp_path: Pat
         assert [s.id for s in store.stories(tag="sel", limit=2)] == [1, 2]
         assert [s.id for s in store.stories(tag="sel", also_tag="armenia")] == [2, 3]
         assert [s.id for s in store.stories(tag="sel", also_tag="armenia", limit=1)] == [2]
+
+
+def test_the_wal_is_copied_back_in_large_steps_and_cut_back_after(tmp_path: Path) -> None:
+    from digest.store import WAL_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT
+
+    store = Store(tmp_path / "digest.sqlite3")
+    try:
+        pragma = store.db.execute
+        assert pragma("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert pragma("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_AUTOCHECKPOINT_PAGES
+        assert pragma("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
+        # a copy made after more than the limit was written leaves a WAL of at most the limit
+        page = pragma("PRAGMA page_size").fetchone()[0]
+        big = "x" * (page * 2)
+        with store.transaction() as db:
+            db.execute("CREATE TABLE filler (v TEXT)")
+            db.executemany(
+                "INSERT INTO filler VALUES (?)",
+                [(big,)] * (WAL_SIZE_LIMIT // len(big) + 50),
+            )
+        wal = tmp_path / "digest.sqlite3-wal"
+        assert wal.stat().st_size > WAL_SIZE_LIMIT
+        pragma("PRAGMA wal_checkpoint(PASSIVE)")
+        with store.transaction() as db:  # the next write starts the WAL over, cut back
+            db.execute("INSERT INTO filler VALUES ('y')")
+        assert wal.stat().st_size <= WAL_SIZE_LIMIT
+    finally:
+        store.close()
