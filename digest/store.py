@@ -499,10 +499,21 @@ class Store:
                 list(update.extra_keys.items()),
             )
             if update.item_hashes is not None:
-                db.execute("DELETE FROM feed_items WHERE source = ?", (update.source,))
+                # Only what changed: a feed usually keeps most of its items between fetches.
+                current = set(update.item_hashes)
+                stored = {
+                    r[0]
+                    for r in db.execute(
+                        "SELECT hash FROM feed_items WHERE source = ?", (update.source,)
+                    )
+                }
                 db.executemany(
-                    "INSERT OR IGNORE INTO feed_items (source, hash) VALUES (?, ?)",
-                    [(update.source, h) for h in update.item_hashes],
+                    "DELETE FROM feed_items WHERE source = ? AND hash = ?",
+                    [(update.source, h) for h in stored - current],
+                )
+                db.executemany(
+                    "INSERT INTO feed_items (source, hash) VALUES (?, ?)",
+                    [(update.source, h) for h in current - stored],
                 )
             state = update.state
             self._save_state(state)

@@ -249,3 +249,22 @@ def test_the_wal_is_copied_back_in_large_steps_and_cut_back_after(tmp_path: Path
         assert wal.stat().st_size <= WAL_SIZE_LIMIT
     finally:
         store.close()
+
+
+def test_raw_item_hashes_follow_each_fetch_and_stay_per_source(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    def remember(store: Store, source: str, hashes: tuple[str, ...] | None) -> None:
+        update = decide(source, [], {}, SourceState(name=source, url="https://x"))
+        store.apply_update(replace(update, item_hashes=hashes), NOW)
+
+    with Store(tmp_path / "s.sqlite3") as store:
+        remember(store, "a", ("h1", "h2", "h3"))
+        remember(store, "b", ("h1", "h9"))
+        remember(store, "a", ("h4", "h2", "h3"))  # one item came, one left
+        assert store.item_hashes("a") == {"h2", "h3", "h4"}
+        remember(store, "a", None)  # a document that could not be split changes nothing
+        assert store.item_hashes("a") == {"h2", "h3", "h4"}
+        remember(store, "a", ())
+        assert store.item_hashes("a") == set()
+        assert store.item_hashes("b") == {"h1", "h9"}
