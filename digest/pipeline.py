@@ -198,7 +198,7 @@ class Pipeline:
         # later sources are still fetched and parsed, and its result does not depend on
         # which fetch finished first.
         group_order = _interleave_hosts(due)
-        stored: set[str] = set()
+        stored: dict[str, int] = {}  # source -> new entries stored this cycle
         grouped = self.group_pending(now)  # what a cycle that died left ungrouped comes first
         cursor = 0
 
@@ -208,9 +208,11 @@ class Pipeline:
                 for next_done in asyncio.as_completed(tasks):
                     report = await next_done
                     reports.append(report)
-                    stored.add(report.source)
+                    stored[report.source] = report.new
                     while cursor < len(group_order) and group_order[cursor][0].name in stored:
-                        grouped += self.group_pending(now, source=group_order[cursor][0].name)
+                        name = group_order[cursor][0].name
+                        if stored[name]:
+                            grouped += self.group_pending(now, source=name)
                         cursor += 1
                     if progress is not None:
                         progress(report)
