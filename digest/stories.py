@@ -336,6 +336,8 @@ class StoryIndex:
     def evict(self, before: datetime) -> int:
         """Forget entries published before ``before``; returns how many were dropped."""
         limit = before.timestamp()
+        if not self._times or self._times[0] >= limit:
+            return 0  # nothing that old: the usual case, called once per source and batch
         old = [s for s in self._items.values() if s.at < limit]
         del self._times[: bisect.bisect_left(self._times, limit)]
         for stored in old:

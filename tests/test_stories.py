@@ -410,6 +410,10 @@ def test_evict_forgets_old_entries() -> None:
     assert index.evict(T0 + timedelta(hours=1)) == 1 and len(index) == 0
     later = index.add(item(2, "Gazakh villages border commission protocol signed", hours=2))
     assert not later.joined
+    index.add(item(3, "Tbilisi hosts a regional transport forum", hours=5))
+    assert index.evict(T0) == 0 and len(index) == 2  # nothing that old
+    assert index.evict(T0 + timedelta(hours=3)) == 1 and len(index) == 1
+    assert "not grouped" in index.explain(2) and "not grouped" not in index.explain(3)
 
 
 def test_explain_names_the_match_and_signals() -> None:
