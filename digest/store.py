@@ -501,12 +501,7 @@ class Store:
             if update.item_hashes is not None:
                 # Only what changed: a feed usually keeps most of its items between fetches.
                 current = set(update.item_hashes)
-                stored = {
-                    r[0]
-                    for r in db.execute(
-                        "SELECT hash FROM feed_items WHERE source = ?", (update.source,)
-                    )
-                }
+                stored = self.item_hashes(update.source)
                 db.executemany(
                     "DELETE FROM feed_items WHERE source = ? AND hash = ?",
                     [(update.source, h) for h in stored - current],
