@@ -1,6 +1,6 @@
 """How this program sets up feedparser: the same results, at less cost per character.
 
-Four settings, all made once when :mod:`digest.parse` is imported, each giving results equal
+Five settings, all made once when :mod:`digest.parse` is imported, each giving results equal
 to feedparser's own (tests/test_fpsetup.py compares them):
 
 - feedparser's strict parser is xml.sax over expat, which by default reports text in pieces:
@@ -11,7 +11,10 @@ to feedparser's own (tests/test_fpsetup.py compares them):
 - feedparser maps the Windows-1252 extensions (U+0080..U+009F) in every text it returns with
   ``str.translate`` over a dict. For any text that is not pure ASCII, that raises and clears a
   KeyError for every character the dict lacks. :class:`_IdentityCache` gives the same mapping,
-  but remembers the characters it passes through, so the lookups hit.
+  but remembers the characters it passes through, so the lookups hit. Even a hit costs a
+  lookup per character, so the text of an element also reaches that call as a
+  :class:`_Text`, whose ``translate`` first asks a regular expression whether the text holds
+  any such character at all (it almost never does) and returns a plain ``str`` either way.
 - feedparser deep-copies the parameters of every text construct (type, language, base) with
   :func:`copy.deepcopy`'s generic, reduce-based path. :func:`_deepcopy` copies a
   FeedParserDict of plain values with one dict copy.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any
 from xml.sax.expatreader import ExpatParser
 
@@ -43,6 +47,9 @@ JOIN_CACHE_CHARS = 2048
 
 _PLAIN = (str, int, float, bool, type(None))
 _feedparser_urljoin = feedparser.urls._urljoin
+_feedparser_decode_entities = feedparser.mixin._FeedParserMixin.__dict__["decode_entities"]
+#: the characters feedparser's Windows-1252 table maps
+_C1 = re.compile("[\x80-\x9f]")
 
 
 class BufferedExpatParser(ExpatParser):
@@ -67,6 +74,25 @@ class _IdentityCache(dict[int, Any]):
         if len(self) < CACHE_LIMIT:
             self[key] = key
         return key
+
+
+class _Text(str):
+    """An element's text on its way through feedparser's ``pop``, whose last step is the
+    Windows-1252 ``translate``; every other step treats it as the ``str`` it is."""
+
+    __slots__ = ()
+
+    def translate(self, table: Any) -> str:
+        text = str(self)
+        if _C1.search(text) is None:
+            return text
+        return text.translate(table)
+
+
+def _mark_text(element: str, data: Any) -> Any:
+    """feedparser's ``decode_entities`` step of the strict parser (which returns the text as
+    it is), returning the text as a :class:`_Text`."""
+    return _Text(data) if type(data) is str else data
 
 
 def _deepcopy(self: FeedParserDict, memo: dict[int, Any]) -> FeedParserDict:
@@ -101,6 +127,9 @@ def install() -> None:
     if isinstance(table, dict) and not isinstance(table, _IdentityCache):
         feedparser.mixin._cp1252 = _IdentityCache(table)
     FeedParserDict.__deepcopy__ = _deepcopy
+    mixin = feedparser.mixin._FeedParserMixin
+    if mixin.__dict__.get("decode_entities") is _feedparser_decode_entities:
+        mixin.decode_entities = staticmethod(_mark_text)
     for module in (feedparser.urls, feedparser.mixin):
         if getattr(module, "_urljoin", None) is _feedparser_urljoin:
             module._urljoin = _urljoin

@@ -92,6 +92,9 @@ def test_results_equal_those_of_stock_feedparser(
     monkeypatch.setattr(feedparser.mixin, "_urljoin", fpsetup._feedparser_urljoin)
     monkeypatch.setattr(feedparser.urls, "_urljoin", fpsetup._feedparser_urljoin)
     monkeypatch.delattr(feedparser.util.FeedParserDict, "__deepcopy__")
+    monkeypatch.setattr(
+        feedparser.mixin._FeedParserMixin, "decode_entities", fpsetup._feedparser_decode_entities
+    )
     assert xml.sax.make_parser(feedparser.api.PREFERRED_XML_PARSERS).__class__ is (
         xml.sax.expatreader.ExpatParser
     )
@@ -140,3 +143,38 @@ def test_url_joins_equal_feedparser_and_long_ones_are_not_remembered() -> None:
     assert fpsetup._cached_urljoin.cache_info().currsize == 1
     assert feedparser.urls._urljoin is fpsetup._urljoin  # type: ignore[attr-defined]
     assert feedparser.mixin._urljoin is fpsetup._urljoin  # type: ignore[attr-defined]
+
+
+def _strings(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("name", ["escaped", "atom10.xml", "rss20-windows-1251.xml"])
+def test_texts_leave_feedparser_as_plain_strings(name: str) -> None:
+    import io
+
+    body = ESCAPED if name == "escaped" else (DATA / name).read_bytes()
+    result = feedparser.parse(io.BytesIO(body), resolve_relative_uris=False, sanitize_html=False)
+    found = _strings(result["entries"]) + _strings(result["feed"])
+    assert found and all(type(s) is str for s in found)
+    feed = parse_feed(body, {}, "https://e.org/f", NOW)
+    for entry in feed.entries:
+        assert all(type(v) is str for v in (entry.title, entry.summary, entry.content_html))
+
+
+def test_marked_text_translates_like_the_table_and_becomes_plain() -> None:
+    table = dict(feedparser.mixin._cp1252)  # type: ignore[attr-defined]
+    for text in [
+        "plain ascii",
+        "\u0531\u0580\u0574\u0565\u0576\u056b\u0561",
+        "\x80100 \x9cuvre \u0444",
+    ]:
+        marked = fpsetup._mark_text("summary", text)
+        assert type(marked) is fpsetup._Text
+        out = marked.translate(table)
+        assert type(out) is str and out == text.translate(table)
+    assert fpsetup._mark_text("summary", b"bytes") == b"bytes"
