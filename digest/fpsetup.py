@@ -120,8 +120,8 @@ def _urljoin(base: Any, uri: Any) -> Any:
 
 
 def install() -> None:
-    """Point feedparser at the buffered SAX driver, the caching Windows-1252 table, the plain
-    deep copy and the remembering URL join."""
+    """Point feedparser at the buffered SAX driver, the caching Windows-1252 table, the
+    marked element texts, the plain deep copy and the remembering URL join."""
     feedparser.api.PREFERRED_XML_PARSERS = [__name__]
     table = getattr(feedparser.mixin, "_cp1252", None)
     if isinstance(table, dict) and not isinstance(table, _IdentityCache):
