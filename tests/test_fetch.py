@@ -174,6 +174,23 @@ def test_redirect_to_another_host_keeps_working(feed_server: FeedServer) -> None
     assert res.final_url == feed_server.url("/feed", host="localhost")
 
 
+def test_a_cookie_set_before_a_redirect_is_sent_back(feed_server: FeedServer) -> None:
+    """Some sites check for a cookie: the first answer sets it and redirects back."""
+    feed_server.add(
+        "/check", status=302, headers={"Location": "/feed", "Set-Cookie": "seen=1; Path=/"}
+    )
+
+    def needs_cookie(req: servers.RecordedRequest) -> servers.Route:
+        if req.headers.get("cookie") == "seen=1":
+            return servers.Route(body=RSS)
+        return servers.Route(status=302, headers={"Location": "/check"})
+
+    feed_server.add("/feed", dynamic=needs_cookie)
+    res = fetch(source(feed_server.url("/feed")))
+    assert (res.outcome, res.body) == ("ok", RSS), res.error
+    assert [r.path for r in feed_server.requests] == ["/feed", "/check", "/feed"]
+
+
 def test_too_many_redirects(feed_server: FeedServer) -> None:
     feed_server.add("/end", RSS)
     feed_server.redirect_chain("/loop", [301] * 6, "/end")
