@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -72,6 +73,10 @@ GROUP_BATCH = 2000
 POOL_THRESHOLD = 8
 #: documents smaller than this are parsed in the main process (cheaper than a round trip)
 POOL_MIN_BYTES = 8 * 1024
+#: the states of sources that stored no entry are saved this many at a time, or at least
+#: this often, and at the end of the cycle
+STATE_BATCH = 100
+STATE_BATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +192,7 @@ class Pipeline:
                         item_hashes=hashes,
                         skipped=skipped,
                         prepared=prepared,
+                        unsaved=unsaved,
                     )
                 except StorageError:
                     raise  # the state itself is unusable: every source would fail alike
@@ -201,12 +207,24 @@ class Pipeline:
         stored: dict[str, int] = {}  # source -> new entries stored this cycle
         grouped = self.group_pending(now)  # what a cycle that died left ungrouped comes first
         cursor = 0
+        # The states of sources that stored no entry (not modified, failed) are saved a
+        # batch at a time: one commit each would cost more than the rest of their handling.
+        # A batch lost in a crash only means those sources are polled again.
+        unsaved: list[SourceState] = []
+        batch_started = time.monotonic()
 
         async with fetch.Fetcher(settings) as fetcher:
             tasks = [asyncio.ensure_future(one(src, state)) for src, state in group_order]
             try:
                 for next_done in asyncio.as_completed(tasks):
                     report = await next_done
+                    if unsaved and (
+                        len(unsaved) >= STATE_BATCH
+                        or time.monotonic() - batch_started >= STATE_BATCH_SECONDS
+                    ):
+                        self.store.save_states(unsaved)
+                        unsaved.clear()
+                        batch_started = time.monotonic()
                     reports.append(report)
                     stored[report.source] = report.new
                     while cursor < len(group_order) and group_order[cursor][0].name in stored:
@@ -219,6 +237,8 @@ class Pipeline:
             finally:
                 for task in tasks:
                     task.cancel()
+                if unsaved:
+                    self.store.save_states(unsaved)
         grouped += self.group_pending(now)
         if grouped:
             log.debug("grouped %d new entries into stories", grouped)
@@ -293,8 +313,10 @@ class Pipeline:
         item_hashes: tuple[str, ...] | None = None,
         skipped: int = 0,
         prepared: list[Prepared] | None = None,
+        unsaved: list[SourceState] | None = None,
     ) -> SourceReport:
-        """Record one source's outcome: entries and state in one transaction."""
+        """Record one source's outcome: entries and state in one transaction. A state alone
+        goes to ``unsaved`` when given, for the caller to save with others."""
         ttl = parsed.ttl_minutes if isinstance(parsed, ParsedFeed) else None
         if isinstance(parsed, ParseError):
             result = replace(result, outcome="error", error=parsed.message)
@@ -302,7 +324,10 @@ class Pipeline:
             state, result, source=src, now=now, ttl_minutes=ttl, settings=self.config.fetch
         )
         if result.outcome != "ok" or not isinstance(parsed, ParsedFeed):
-            self.store.save_state(new_state)
+            if unsaved is None:
+                self.store.save_state(new_state)
+            else:
+                unsaved.append(new_state)
             status = {"not_modified": "not_modified", "gone": "gone"}.get(result.outcome, "error")
             if result.outcome == "retry_later":
                 status = "error"

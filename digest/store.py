@@ -396,8 +396,13 @@ class Store:
         )
 
     def save_state(self, state: SourceState) -> None:
+        self.save_states([state])
+
+    def save_states(self, states: Sequence[SourceState]) -> None:
+        """Save several sources' states in one transaction (one commit, not one each)."""
         with self.transaction():
-            self._save_state(state)
+            for state in states:
+                self._save_state(state)
 
     # -- entries --------------------------------------------------------------------------
 

@@ -194,6 +194,36 @@ def test_unchanged_source_is_asked_conditionally_and_stores_nothing(
     )
 
 
+def test_states_of_sources_without_entries_are_saved_in_batches(
+    feed_server: FeedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not-modified and failed sources share commits; every state is saved all the same."""
+    monkeypatch.setattr(pipeline_module, "STATE_BATCH", 10)
+    for i in range(20):
+        feed_server.add(f"/f{i}.xml", rss([replace(FOOTBALL, guid=f"g{i}")]), etag=f'"{i}"')
+    for i in range(5):
+        feed_server.status(f"/down{i}.xml", 500)
+    paths = {f"s{i:02}": f"/f{i}.xml" for i in range(20)}
+    paths |= {f"down{i}": f"/down{i}.xml" for i in range(5)}
+    path = write_config(FETCH + sources_toml(feed_server, paths))
+    with open_pipeline(path) as pipe:
+        poll(pipe)
+        commits: list[str] = []
+        pipe.store.db.set_trace_callback(
+            lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+        )
+        later = NOW + timedelta(hours=1)
+        report = poll(pipe, later)
+        pipe.store.db.set_trace_callback(None)
+        states = pipe.store.source_states(pipe.config.sources)
+    statuses = sorted(r.status for r in report.sources)
+    assert statuses == ["error"] * 5 + ["not_modified"] * 20
+    assert all(s.last_ok_at == later for n, s in states.items() if n.startswith("s"))
+    assert all(s.error_count == 2 for n, s in states.items() if n.startswith("down"))
+    # 25 states in batches of 10, and the cycle's own bookkeeping (a few commits)
+    assert 3 <= len(commits) <= 6, commits
+
+
 def test_feed_that_rewrites_guids_on_every_fetch_yields_no_duplicates(
     feed_server: FeedServer, write_config: WriteConfig
 ) -> None:
