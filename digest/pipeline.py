@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -289,6 +288,8 @@ class Pipeline:
 
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
+            import multiprocessing
+
             from digest import prepare
 
             workers = self.config.service.parse_workers or os.cpu_count() or 1

@@ -47,8 +47,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
-from rapidfuzz import fuzz
-
 from digest import tomlutil
 from digest.errors import ConfigError
 from digest.textnorm import GENERIC_KEYS, decode_terms, story_terms
@@ -404,6 +402,8 @@ class StoryIndex:
         return score, signals, shared
 
     def _is_repost(self, a: _Stored, b: _Stored) -> bool:
+        from rapidfuzz import fuzz  # here: a poll in which nothing changed never needs it
+
         similarity = fuzz.token_sort_ratio(a.title, b.title) / 100.0
         return similarity >= self.settings.repost_similarity
 
