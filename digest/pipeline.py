@@ -452,6 +452,8 @@ class Pipeline:
                 self._index = None  # it may hold decisions that were rolled back: rebuild it
                 raise
             grouped += len(items)
+            if len(items) < GROUP_BATCH:
+                break  # that was the last of them: no need to ask again
         return grouped
 
     def _group(self, index: StoryIndex, items: Sequence[StoryItem], now: datetime) -> None:

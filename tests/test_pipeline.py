@@ -640,6 +640,28 @@ def test_entries_stored_by_a_cycle_that_died_before_grouping_are_grouped_next_ti
         }
 
 
+@pytest.mark.parametrize("batch", [2, 3, 100])
+def test_grouping_in_batches_groups_every_entry(
+    feed_server: FeedServer, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """Full batches are followed by another; the first short one is the last."""
+    monkeypatch.setattr(pipeline_module, "GROUP_BATCH", batch)
+    more = [
+        replace(
+            FOOTBALL, title=f"{FOOTBALL.title}, part {i}", link=f"{FOOTBALL.link}{i}", guid=None
+        )
+        for i in range(3)
+    ]
+    feed_server.add("/a.xml", rss([MEETING_A, GEORGIA_EU, *more]))
+    feed_server.add("/b.xml", rss([MEETING_B]))
+    path = write_config(FETCH + sources_toml(feed_server, {"a": "/a.xml", "b": "/b.xml"}))
+    with open_pipeline(path) as pipe:
+        assert poll(pipe).new == 6
+        assert pipe.store.ungrouped_items(100, 600) == []
+        meeting = [s for s in pipe.published_stories(NOW) if s.lead.title == MEETING_A.title]
+        assert len(meeting) == 1 and len(meeting[0].entries) == 2
+
+
 @pytest.mark.parametrize("slow", ["a", "c"])
 def test_stories_are_assigned_in_source_order_while_later_sources_are_still_fetched(
     feed_server: FeedServer,
