@@ -29,7 +29,8 @@ READ_BUFFER_LIMIT = 1024 * 1024
 
 
 class _Connection(asyncio.Protocol):
-    """One connection's received bytes, and the future a reader or writer waits on."""
+    """One connection's received bytes, and the future a reader or writer waits on (one at
+    a time: httpcore writes a request, then reads its response, never both at once)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
