@@ -222,6 +222,17 @@ def keys_and_link(entry: ParsedEntry, source: str) -> tuple[EntryKeys, str | Non
     return keys, link
 
 
+def keys_for_ref(ref: str) -> list[str]:
+    """The identity keys an entry whose link or globally unique guid is ``ref`` would have
+    (to find a stored entry from what a user pastes)."""
+    keys = []
+    if link := canonical_link(ref):
+        keys.append("link:" + _hash(link))
+    if _is_global_guid(ref.strip()):
+        keys.append("guid:" + _hash("*", ref.strip()))
+    return keys
+
+
 def title_date_key(title: str, day: str) -> str:
     """Key of a title on a day (``YYYY-MM-DD``); case, punctuation and spacing do not count."""
     return "td:" + _hash(normalise_title(title), day)

@@ -21,10 +21,11 @@ from typing import Any
 
 from digest.dedupe import KnownEntry
 from digest.errors import StorageError
+from digest.identity import keys_for_ref
 from digest.models import Entry, Source, SourceState, SourceUpdate, Story
 from digest.stories import StoryItem, key_rank
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: WAL pages written before SQLite copies them back into the database: a full poll writes
 #: hundreds of megabytes, and every copy rewrites the same index pages and syncs the file, so
 #: fewer, larger copies (32 MiB at the default page size) cost less
@@ -172,6 +173,10 @@ _MIGRATIONS: dict[int, str] = {
         id INTEGER PRIMARY KEY CHECK (id = 1),
         record TEXT NOT NULL
     );
+    """,
+    6: """
+    -- explain finds an entry by link through its identity keys; this index only cost writes.
+    DROP INDEX entries_link;
     """,
 }
 
@@ -548,9 +553,15 @@ class Store:
         return _entry(rows[0]) if rows else None
 
     def find_entry(self, ref: str) -> Entry | None:
-        """An entry by id, link or canonical link (for ``digest explain``)."""
+        """An entry by id, link, canonical link or guid (for ``digest explain``)."""
         if ref.isdigit():
             return self.entry(int(ref))
+        keys = keys_for_ref(ref)
+        marks = ",".join("?" * len(keys))
+        for row in self._query(f"SELECT entry_id FROM entry_keys WHERE key IN ({marks})", keys):
+            if found := self.entry(row[0]):
+                return found
+        # A guid scoped to its source has no key to look up: the rare case that scans.
         rows = self._query(
             "SELECT * FROM entries WHERE link = ? OR canonical_link = ? OR guid = ? LIMIT 1",
             (ref, ref, ref),

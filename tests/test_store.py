@@ -268,3 +268,28 @@ def test_raw_item_hashes_follow_each_fetch_and_stay_per_source(tmp_path: Path) -
         remember(store, "a", ())
         assert store.item_hashes("a") == set()
         assert store.item_hashes("b") == {"h1", "h9"}
+
+
+def test_an_entry_is_found_by_link_guid_or_id_through_its_keys(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        short = ParsedEntry(**{**_fields(entry(3)), "guid": "n-3", "link": None})
+        first, _, third = store_entries(store, "a", [entry(1), entry(2), short])
+        statements: list[str] = []
+        store.db.set_trace_callback(statements.append)
+        for ref in (
+            "https://example.am/news/1",
+            "http://EXAMPLE.am/news/1?utm_source=rss#top",  # the same canonical link
+        ):
+            found = store.find_entry(ref)
+            assert found is not None and found.id == first
+        # Found through the indexed identity keys: no statement read the entries table
+        # other than by id.
+        assert not [s for s in statements if "FROM entries WHERE link" in s]
+        found = store.find_entry(str(third))
+        assert found is not None and found.guid == "n-3"
+        # A guid scoped to its source has no global key: found by the fallback scan.
+        found = store.find_entry("n-3")
+        assert found is not None and found.id == third
+        assert store.find_entry("https://example.am/news/404") is None
+        indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master")}
+        assert "entries_link" not in indexes
