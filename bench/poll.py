@@ -22,12 +22,14 @@ import compileall
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -328,17 +330,55 @@ def baseline_main(url_file: str) -> None:
 # --------------------------------------------------------------------------- harness
 
 
+#: the tables the benchmark writes itself; the same tables in --config-extra are merged in
+GENERATED_TABLES = ("service", "tagging", "fetch")
+
+
 def write_config(path: Path, state_dir: Path, urls: list[str], extra: str) -> None:
+    """The benchmark's config: its own [service], [tagging] and [fetch] keys, which ``extra``
+    (TOML) may override or add to, then the sources and the rest of ``extra``."""
     rules = Path(__file__).resolve().parents[1] / "config" / "rules.toml"
-    lines = ["[service]", f"state_dir = {toml_string(str(state_dir))}", "",
-             "[tagging]", f"rules = {toml_string(str(rules))}", "",
-             # Every synthetic feed lives on the one loopback host; real sources are spread
-             # over many hosts, so the polite default of 2 per host would measure the wrong
-             # thing here.
-             "[fetch]", "per_host = 16", ""]
+    tables: dict[str, dict[str, object]] = {
+        "service": {"state_dir": str(state_dir)},
+        "tagging": {"rules": str(rules)},
+        # Every synthetic feed lives on the one loopback host; real sources are spread over
+        # many hosts, so the polite default of 2 per host would measure the wrong thing here.
+        "fetch": {"per_host": 16},
+    }
+    for name, values in tomllib.loads(extra).items():
+        if name in tables and isinstance(values, dict):
+            tables[name].update(values)
+    lines: list[str] = []
+    for name, values in tables.items():
+        lines += [f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in values.items()), ""]
     for i, url in enumerate(urls):
         lines += ["[[sources]]", f'name = "synthetic-{i:05d}"', f"url = {toml_string(url)}", ""]
-    path.write_text("\n".join(lines) + extra)
+    path.write_text("\n".join(lines) + "\n" + _without_tables(extra, GENERATED_TABLES))
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise ValueError(f"--config-extra: cannot merge the value {value!r}; write it another way")
+
+
+def _without_tables(text: str, names: tuple[str, ...]) -> str:
+    """``text`` without the ``[name]`` tables listed (their keys were merged already)."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("["):
+            table = re.match(r"\s*\[\s*([^\[\]]+?)\s*\]", line)  # not [[array]]
+            skipping = table is not None and table.group(1) in names
+        if not skipping:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,7 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         "--poll-arg", action="append", default=[], help="extra argument after 'poll' (repeatable)"
     )
     parser.add_argument(
-        "--config-extra", type=Path, help="TOML file appended to the generated config"
+        "--config-extra",
+        type=Path,
+        help="TOML tables added to the generated config; its [service], [tagging] and "
+        "[fetch] keys override the benchmark's own",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--baseline-child", metavar="URL_FILE", help=argparse.SUPPRESS)
