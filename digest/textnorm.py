@@ -420,11 +420,23 @@ RU_GLOSSARY: dict[str, str] = {
     "французск": "france",
     "немецк": "germany",
     "казахстанск": "kazakhstan",
+    # Names whose Russian and English spellings transliterate apart.
+    "нахичеван": "nakhchivan",
+    "нахичеванск": "nakhchivan",
+    "ерева": "yerevan",
+    "ереван": "yerevan",
+    "ереванск": "yerevan",
+    "зурабишв": "zourabichvili",
 }
 
 # English adjectives of nationality -> the country, so that "Turkish minister" and "Turkey's
-# minister" share a key, as Armenian/Armenia and Russian/Russia already do after stemming.
-DEMONYMS: dict[str, str] = {
+# minister" share a key, as Armenian/Armenia and Russian/Russia already do after stemming;
+# and names spelt in more than one way in English -> the spelling the glossary uses.
+EN_ALIASES: dict[str, str] = {
+    "nakhichevan": "nakhchivan",
+    "nakhijevan": "nakhchivan",
+    "erevan": "yerevan",
+    "zurabishvili": "zourabichvili",
     "turkish": "turkey",
     "iranian": "iran",
     "french": "france",
@@ -486,7 +498,7 @@ def word_key(word: str) -> str:
         ascii_word = ascii_word[:-2]
     if ascii_word in STOPWORDS:
         return ""
-    ascii_word = DEMONYMS.get(ascii_word, ascii_word)
+    ascii_word = EN_ALIASES.get(ascii_word, ascii_word)
     return fold(_EN.stemWord(ascii_word))[:KEY_LENGTH]
 
 

@@ -63,6 +63,9 @@ def item(
         ("Turkey", "Turkish", "Турции"),
         ("Geneva", "Женеве"),
         ("corridor", "коридоре"),
+        ("Nakhchivan", "Nakhichevan", "Нахичевань", "Нахичевани", "Нахичеванской"),
+        ("Yerevan", "Erevan", "Ереван", "Ереване", "Еревана"),
+        ("Zourabichvili", "Zurabishvili", "Зурабишвили"),
     ],
 )
 def test_spelling_variants_share_one_key(variants: tuple[str, ...]) -> None:
