@@ -5,39 +5,40 @@ users tune them without touching Python. Tagging is pure and never raises on any
 caller passes the texts, and gets back a :class:`TagDecision` that records why each tag passed
 or not, which ``digest explain`` and ``digest eval`` print.
 
-Speed comes from matching every term of every tag with one compiled regular expression per
-field text: the terms are merged into a prefix tree (a trie) so the regex engine walks each
-position once instead of trying hundreds of alternatives. A match is then mapped back to the
-terms it stands for through a dictionary keyed by the normalised matched text.
+The terms and patterns are compiled by :mod:`digest.matcher`; derived tags and selections are
+expressions of :mod:`digest.expr`.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import itertools
 import re
-import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal
 
 from digest import tomlutil
 from digest.errors import ConfigError
+from digest.expr import (
+    RESERVED,
+    Evaluator,
+    Expr,
+    ExpressionError,
+    Name,
+    State,
+    check_selection_names,
+    compile_expr,
+    compiled,
+    names_in,
+    parse_expression,
+    unknown_tag,
+)
+from digest.matcher import CONTEXT, EXCLUDE, TERM, Matcher, Ref, expand_term, fold, split_weight
 
 FieldName = Literal["title", "summary", "content", "source"]
 FIELDS: tuple[FieldName, ...] = ("title", "summary", "content")
-RESERVED = frozenset({"and", "or", "not"})
-
 _NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_WEIGHT_SUFFIX = re.compile(r"^(.*?)\^\s*([+-]?\d+(?:\.\d+)?)$", re.S)
-_SEP = re.compile(r"[\s\-]+")
-_MAX_VARIANTS = 256
-_CACHE_LIMIT = 65536
-_MAX_PATTERN_SUBSETS = 64
-
 
 # -- records ------------------------------------------------------------------------------------
 
@@ -84,36 +85,13 @@ class TagRule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Name:
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Not:
-    operand: Expr
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class And:
-    operands: tuple[Expr, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Or:
-    operands: tuple[Expr, ...]
-
-
-Expr = Name | Not | And | Or
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DerivedTag:
     """A tag computed from other tags with ``and``, ``or``, ``not`` and parentheses."""
 
     name: str
     expression: str
     expr: Expr = field(repr=False, compare=False)
-    evaluate: _Eval = field(repr=False, compare=False)
+    evaluate: Evaluator = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +107,7 @@ class Rules:
     selection: str | None = None
     #: the score a tag gets when the entry's source carries it
     source_score: float = 5.0
-    matcher: _Matcher = field(repr=False, compare=False)
+    matcher: Matcher = field(repr=False, compare=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -204,7 +182,7 @@ class TagDecision:
         """
         expr = _selection_expr(selection, self.known)
         state = self.evidence.state if self.evidence else {}
-        value, _ = _compile_cached(expr)(state)
+        value, _ = compiled(expr)(state)
         verdict = "selected" if value else "not selected"
         truth = "true" if value else "false"
         if isinstance(expr, Name):
@@ -213,10 +191,10 @@ class TagDecision:
                 return value, f"{verdict}: {self._describe_tag(expr.name)}"
             # a derived tag: say which of its operands made it true or false
             inner = parse_expression(result.expression)
-            parts = "; ".join(self._describe_tag(n) for n in _names_in(inner))
+            parts = "; ".join(self._describe_tag(n) for n in names_in(inner))
             head = f"{expr.name} = {result.expression}"
             return value, f"{verdict}: {head} is {truth} ({parts})"
-        parts = "; ".join(self._describe_tag(n) for n in _names_in(expr))
+        parts = "; ".join(self._describe_tag(n) for n in names_in(expr))
         return value, f"{verdict}: {selection} is {truth} ({parts})"
 
     def _describe_tag(self, name: str) -> str:
@@ -240,151 +218,10 @@ class _Evidence:
     texts: tuple[str, str, str]
     sources: tuple[str, ...]
     #: tag name -> (passed, score) for every tag with evidence and every derived tag
-    state: _State
+    state: State
 
 
-# -- expressions --------------------------------------------------------------------------------
-
-
-class ExpressionError(ValueError):
-    """A derived-tag or selection expression is malformed."""
-
-
-_TOKEN = re.compile(r"\s*(?:(\()|(\))|([A-Za-z0-9][A-Za-z0-9_-]*)|(\S))")
-
-
-def parse_expression(text: str) -> Expr:
-    """Parse ``a and (b or not c)``; ``not`` binds tightest, then ``and``, then ``or``."""
-    tokens: list[tuple[str, int]] = []
-    for m in _TOKEN.finditer(text):
-        if m.group(4):
-            raise ExpressionError(f"unexpected {m.group(4)!r} at column {m.start(4) + 1}")
-        if m.lastindex:
-            tokens.append((m.group(m.lastindex), m.start(m.lastindex) + 1))
-    parser = _Parser(tokens, len(text) + 1)
-    expr = parser.parse_or()
-    if parser.pos < len(tokens):
-        token, column = tokens[parser.pos]
-        raise ExpressionError(f"unexpected {token!r} at column {column}")
-    return expr
-
-
-class _Parser:
-    def __init__(self, tokens: list[tuple[str, int]], end: int) -> None:
-        self.tokens = tokens
-        self.pos = 0
-        self.end = end
-
-    def peek(self) -> str | None:
-        return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
-
-    def parse_or(self) -> Expr:
-        operands = [self.parse_and()]
-        while self.peek() == "or":
-            self.pos += 1
-            operands.append(self.parse_and())
-        return operands[0] if len(operands) == 1 else Or(operands=tuple(operands))
-
-    def parse_and(self) -> Expr:
-        operands = [self.parse_not()]
-        while self.peek() == "and":
-            self.pos += 1
-            operands.append(self.parse_not())
-        return operands[0] if len(operands) == 1 else And(operands=tuple(operands))
-
-    def parse_not(self) -> Expr:
-        if self.peek() == "not":
-            self.pos += 1
-            return Not(operand=self.parse_not())
-        return self.parse_atom()
-
-    def parse_atom(self) -> Expr:
-        if self.pos >= len(self.tokens):
-            raise ExpressionError(f"expected a tag name or '(' at column {self.end} (end)")
-        token, column = self.tokens[self.pos]
-        self.pos += 1
-        if token == "(":
-            inner = self.parse_or()
-            if self.peek() != ")":
-                raise ExpressionError(f"missing ')' for the '(' at column {column}")
-            self.pos += 1
-            return inner
-        if token == ")" or token in RESERVED:
-            raise ExpressionError(f"expected a tag name or '(' at column {column}, not {token!r}")
-        return Name(name=token)
-
-
-def _names_in(expr: Expr) -> list[str]:
-    out: dict[str, None] = {}
-
-    def walk(e: Expr) -> None:
-        if isinstance(e, Name):
-            out.setdefault(e.name)
-        elif isinstance(e, Not):
-            walk(e.operand)
-        else:
-            for operand in e.operands:
-                walk(operand)
-
-    walk(expr)
-    return list(out)
-
-
-_State = dict[str, tuple[bool, float]]
-_Eval = Callable[[_State], tuple[bool, float]]
-
-
-def _compile(expr: Expr) -> _Eval:
-    """Turn an expression into a function of the results: its truth value and score.
-
-    ``or`` scores its largest true operand, ``and`` its smallest, ``not x`` scores 1 when x
-    is absent. Compiled once per rules file, so tagging does not walk the tree.
-    """
-    if isinstance(expr, Name):
-        name = expr.name
-
-        def leaf(state: _State) -> tuple[bool, float]:
-            found = state.get(name)
-            return found if found is not None and found[0] else (False, 0.0)
-
-        return leaf
-    if isinstance(expr, Not):
-        inner = _compile(expr.operand)
-        return lambda state: (False, 0.0) if inner(state)[0] else (True, 1.0)
-    parts = tuple(_compile(op) for op in expr.operands)
-    if isinstance(expr, And):
-
-        def all_of(state: _State) -> tuple[bool, float]:
-            low = float("inf")
-            for part in parts:
-                value, score = part(state)
-                if not value:
-                    return (False, 0.0)
-                low = min(low, score)
-            return (True, low)
-
-        return all_of
-
-    def any_of(state: _State) -> tuple[bool, float]:
-        found, high = False, 0.0
-        for part in parts:
-            value, score = part(state)
-            if value:
-                found, high = True, max(high, score)
-        return (found, high)
-
-    return any_of
-
-
-def _unknown(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown tag {name!r}{hint}"
-
-
-@lru_cache(maxsize=64)
-def _compile_cached(expr: Expr) -> _Eval:
-    return _compile(expr)
+# -- selections ---------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=64)
@@ -395,399 +232,9 @@ def _selection_expr(selection: str, known: tuple[str, ...]) -> Expr:
     return parse_expression(selection)
 
 
-def check_selection_names(selection: str, known: Sequence[str]) -> str | None:
-    """Return the problem with a selection expression, or None; for ``sec.get(check=...)``."""
-    try:
-        expr = parse_expression(selection)
-    except ExpressionError as exc:
-        return str(exc)
-    for name in _names_in(expr):
-        if name not in known:
-            return _unknown(name, known)
-    return None
-
-
 def check_selection(rules: Rules, selection: str) -> str | None:
     """Return the problem with a selection for these rules, or None when it is usable."""
     return check_selection_names(selection, rules.names)
-
-
-# -- text normalisation -------------------------------------------------------------------------
-
-
-def _build_fold() -> dict[int, str]:
-    """Map accented Latin letters to ASCII one character for one, so match offsets stay valid.
-
-    Transliterations differ mostly in diacritics (Qarabağ/Qarabag, Kılıç/Kilic, Erdoğan), so
-    folding both the text and the terms makes one term cover them.
-    """
-    table: dict[int, str] = {}
-    for cp in range(0xC0, 0x250):
-        decomposed = unicodedata.normalize("NFKD", chr(cp))
-        base, marks = decomposed[:1], decomposed[1:]
-        if marks and base.isascii() and base.isalpha() and all(map(unicodedata.combining, marks)):
-            table[cp] = base
-    extra = {
-        "ı": "i", "ə": "a", "Ə": "A", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d",
-        "Đ": "D", "ħ": "h", "ё": "е", "Ё": "Е", "’": "'", "‘": "'", "ʼ": "'", "ʻ": "'",
-        "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "\u00a0": " ", "\u202f": " ",
-    }  # fmt: skip
-    table.update({ord(k): v for k, v in extra.items()})
-    return table
-
-
-FOLD = _build_fold()
-_FOLDED = {chr(cp): text for cp, text in FOLD.items()}
-_FOLDABLE = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_FOLDED)) + "]")
-
-
-def _fold_char(match: re.Match[str]) -> str:
-    return _FOLDED[match.group()]
-
-
-def fold(text: str) -> str:
-    """``text.translate(FOLD)``, several times faster: most text has no letter to fold, and
-    ``str.translate`` looks up every character of non-ASCII text in the table."""
-    if text.isascii():
-        return text
-    return _FOLDABLE.sub(_fold_char, text)
-
-
-def _key(folded: str, cased: bool) -> str:
-    text = folded if cased else folded.lower()
-    return _SEP.sub(" ", text).strip()
-
-
-# -- terms and the matcher ----------------------------------------------------------------------
-
-TERM, EXCLUDE, CONTEXT = 0, 1, 2
-
-
-class _Ref(NamedTuple):
-    """What a matched text stands for: one term, exclusion or context of one tag."""
-
-    tag: int
-    role: int
-    term: str
-    weight: float
-    unless: int
-
-
-class _Variant(NamedTuple):
-    tokens: tuple[str, ...]
-    wild: bool
-
-
-_WILD = "\x00*"
-_SEPTOK = "\x00 "
-
-
-def split_weight(raw: str) -> tuple[str, float]:
-    """``"talks^0.5"`` -> ``("talks", 0.5)``; a term without a suffix weighs 1."""
-    m = _WEIGHT_SUFFIX.match(raw)
-    if m:
-        return m.group(1).strip(), float(m.group(2))
-    return raw.strip(), 1.0
-
-
-def expand_term(text: str, cased: bool = False) -> list[_Variant]:
-    """Expand braces and tokenise; raises ValueError with a message for the user."""
-    if not text.strip():
-        raise ValueError("empty term")
-    pieces = re.split(r"\{([^{}]*)\}", text)
-    if any("{" in p or "}" in p for p in pieces[::2]):
-        raise ValueError(f"unbalanced braces in {text!r}")
-    options = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(pieces)]
-    count = 1
-    for opts in options:
-        count *= len(opts)
-    if count > _MAX_VARIANTS:
-        raise ValueError(f"{text!r} expands to {count} variants (at most {_MAX_VARIANTS})")
-    out: list[_Variant] = []
-    for combo in itertools.product(*options):
-        variant = fold("".join(combo)).strip()
-        if not cased:
-            variant = variant.lower()
-        out.append(_tokenise(variant, text))
-    return out
-
-
-def _tokenise(variant: str, original: str) -> _Variant:
-    if not variant or not re.search(r"\w", variant):
-        raise ValueError(f"{original!r} has a variant without any letter or digit")
-    if not re.match(r"\w", variant):
-        raise ValueError(f"{original!r} must start with a letter or digit")
-    tokens: list[str] = []
-    wild = False
-    i = 0
-    while i < len(variant):
-        ch = variant[i]
-        if ch == "*":
-            nxt = variant[i + 1 : i + 2]
-            if not tokens or tokens[-1] in (_SEPTOK, _WILD) or (nxt and not _SEP.match(nxt)):
-                raise ValueError(f"'*' may only end a word, as in 'armeni*' (in {original!r})")
-            tokens.append(_WILD)
-            wild = True
-            i += 1
-        elif _SEP.match(ch):
-            j = _SEP.match(variant, i)
-            assert j is not None
-            tokens.append(_SEPTOK)
-            i = j.end()
-        else:
-            tokens.append(ch)
-            i += 1
-    return _Variant(tuple(tokens), wild)
-
-
-def _variant_key(variant: _Variant) -> str:
-    return "".join(" " if t == _SEPTOK else "*" if t == _WILD else t for t in variant.tokens)
-
-
-def _variant_regex(tokens: Sequence[str]) -> str:
-    return "".join(_token_regex(t) for t in tokens)
-
-
-def _token_regex(token: str) -> str:
-    if token == _SEPTOK:
-        return r"[\s\-]+"
-    if token == _WILD:
-        return r"\w*"
-    return re.escape(token)
-
-
-_End = object()
-_Trie = dict[object, "_Trie"]
-
-
-def _trie_regex(variants: Sequence[tuple[str, ...]]) -> str:
-    root: _Trie = {}
-    for tokens in variants:
-        node = root
-        for token in tokens:
-            node = node.setdefault(token, {})
-        node[_End] = {}
-    return _emit(root) or r"(?!x)x"
-
-
-def _emit(node: _Trie) -> str:
-    literal = [t for t in node if t is not _End and t != _WILD]
-    order = sorted(literal, key=str) + ([_WILD] if _WILD in node else [])
-    alts = [_token_regex(str(t)) + _emit(node[t]) for t in order]
-    if not alts:
-        return ""
-    body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-    if _End in node:
-        body = "(?:" + body + ")?" if len(alts) > 1 or len(body) > 1 else body + "?"
-    return body
-
-
-try:  # CPython's own parser of regular expressions: private, so used only if it is there
-    _re_parser: Any = importlib.import_module("re._parser")
-    _re_constants: Any = importlib.import_module("re._constants")
-except ImportError:  # pragma: no cover
-    _re_parser = _re_constants = None
-
-
-def required_text(pattern: str) -> frozenset[str] | None:
-    """Strings of which every match of ``pattern`` contains at least one, or None.
-
-    Read from the parsed pattern: runs of literal characters, at the top level, in groups, in
-    every alternative of a branch and in repeats of at least once. Case-insensitive patterns
-    and anything unexpected give None (no string is known to be needed).
-    """
-    try:
-        tree = _re_parser.parse(pattern)
-        if tree.state.flags & re.IGNORECASE:
-            return None
-        return _needed(list(tree))
-    except Exception:  # noqa: BLE001  (a private API: any surprise only costs speed)
-        return None
-
-
-def _needed(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
-    c = _re_constants
-    repeats = (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT))
-    options: list[frozenset[str]] = []
-    run: list[str] = []
-    for op, av in [*items, (None, None)]:
-        if op is c.LITERAL:
-            run.append(chr(av))
-            continue
-        if run:
-            options.append(frozenset(["".join(run)]))
-            run = []
-        found: frozenset[str] | None = None
-        if op is c.SUBPATTERN and not av[1] & re.IGNORECASE:
-            found = _needed(list(av[3]))
-        elif op is c.BRANCH:
-            alternatives = [_needed(list(alt)) for alt in av[1]]
-            if all(alternatives):
-                found = frozenset().union(*(a for a in alternatives if a))
-        elif op in repeats and av[0] >= 1:
-            found = _needed(list(av[2]))
-        elif op is getattr(c, "ATOMIC_GROUP", None):
-            found = _needed(list(av))
-        if found:
-            options.append(found)
-    # the most selective: the longest shortest string
-    return max(options, key=lambda o: min(map(len, o)), default=None)
-
-
-class _Matcher:
-    """The compiled form of the rules: one regex for all terms, one for all patterns.
-
-    The term regex runs on lower-cased text without IGNORECASE, which the regex engine
-    matches several times faster; cased terms sit in the same trie in lower case and are
-    checked against the original letters when a match is looked up.
-    """
-
-    def __init__(self) -> None:
-        self.names: tuple[str, ...] = ()
-        self.rules: tuple[TagRule, ...] = ()
-        self.weights: list[tuple[float, float, float]] = []
-        self.exact: tuple[dict[str, list[_Ref]], dict[str, list[_Ref]]] = ({}, {})
-        self.wild: tuple[list[tuple[re.Pattern[str], _Ref]], ...] = ([], [])
-        self.variants: list[tuple[str, ...]] = []
-        self.cancels: list[list[frozenset[str] | None]] = []
-        self.pattern_refs: list[_Ref] = []
-        self.pattern_sources: list[str] = []
-        self.term_re: re.Pattern[str] = re.compile(r"(?!x)x")
-        self.pattern_re: re.Pattern[str] | None = None
-        self.base_names: tuple[str, ...] = ()
-        self.order: dict[str, int] = {}
-        #: matched text (accent-folded, original case) -> what it stands for
-        self.cache: dict[str, tuple[_Ref, ...]] = {}
-        #: per pattern, strings of which each of its matches contains one (None: unknown)
-        self.pattern_needs: list[frozenset[str] | None] = []
-        #: the regex of some of the patterns, by their indexes
-        self.pattern_subsets: dict[tuple[int, ...], re.Pattern[str]] = {}
-        #: the words of cased terms in lower case, and the beginnings of their wildcard words
-        self.cased_words: set[str] = set()
-        self.cased_prefixes: set[str] = set()
-        #: matched text in lower case -> what it stands for whatever the case of its letters,
-        #: or None when it may stand for a cased term
-        self.lower_cache: dict[str, tuple[_Ref, ...] | None] = {}
-
-    def add(self, ref: _Ref, text: str, cased: bool) -> None:
-        for variant in expand_term(text, cased):
-            self.variants.append(tuple(t.lower() for t in variant.tokens))
-            if cased:
-                for word in _variant_key(variant).lower().split(" "):
-                    if word.endswith("*"):
-                        self.cased_prefixes.add(word[:-1])
-                    else:
-                        self.cased_words.add(word)
-            if variant.wild:
-                source = _variant_regex(variant.tokens)
-                self.wild[cased].append((re.compile(source), ref))
-            else:
-                self.exact[cased].setdefault(_variant_key(variant), []).append(ref)
-
-    def compile(self) -> None:
-        trie = _trie_regex(self.variants)
-        self.term_re = re.compile(rf"(?<!\w)({trie})(?:'s?)?(?!\w)")
-        if self.pattern_sources:
-            self.pattern_re = self._join_patterns(range(len(self.pattern_sources)))
-            self.pattern_needs = [required_text(p) for p in self.pattern_sources]
-        self.variants = []
-
-    def _join_patterns(self, indexes: Iterable[int]) -> re.Pattern[str]:
-        return re.compile("|".join(f"(?P<p{i}>{self.pattern_sources[i]})" for i in indexes))
-
-    def patterns_for(self, text: str) -> re.Pattern[str] | None:
-        """The pattern regex for ``text`` without the patterns that cannot match it.
-
-        A pattern needing a string that ``text`` lacks matches nowhere in it, so leaving it
-        out of the alternation changes nothing in what the others match; scanning for the
-        needed strings costs much less than trying every pattern at every position.
-        """
-        if self.pattern_re is None:
-            return None
-        active: list[int] = []
-        for i, needs in enumerate(self.pattern_needs):
-            if needs is None:
-                active.append(i)
-                continue
-            for needed in needs:
-                if needed in text:
-                    active.append(i)
-                    break
-        if len(active) == len(self.pattern_needs):
-            return self.pattern_re
-        if not active:
-            return None
-        key = tuple(active)
-        found = self.pattern_subsets.get(key)
-        if found is None:
-            if len(self.pattern_subsets) >= _MAX_PATTERN_SUBSETS:
-                return self.pattern_re
-            found = self.pattern_subsets[key] = self._join_patterns(key)
-        return found
-
-    def _lookup(self, key: str, cased: bool) -> list[_Ref]:
-        refs = list(self.exact[cased].get(key, ()))
-        for rx, ref in self.wild[cased]:
-            if rx.fullmatch(key):
-                refs.append(ref)
-        return refs
-
-    def refs_for(self, folded: str) -> tuple[_Ref, ...]:
-        """The terms a matched text stands for, including shorter terms of other tags in it.
-
-        The longest phrase wins a position, so "Georgian Dream" (domestic politics) would hide
-        "Georgian" (the country); crediting the words inside restores it. A tag that the
-        phrase itself names (as a term, an exclusion or a context) gets no such credit, which
-        is how "South Georgia" cancels "Georgia".
-        """
-        key = _key(folded, cased=True)
-        refs = self._collect(key.lower(), False) + self._collect(key, True)
-        if len(self.cache) >= _CACHE_LIMIT:
-            self.cache.clear()
-        result = self.cache[folded] = tuple(refs)
-        return result
-
-    def refs_of_pieces(self, pieces: list[str]) -> list[tuple[_Ref, ...]] | None:
-        """What the distinct matched texts (in lower case) stand for, in order of first
-        appearance; None when one of them may stand for a cased term, whose letters count.
-
-        The same text again stands for terms already hit, and a term counts once per field:
-        only the first appearance of each matters for the score.
-        """
-        cache = self.lower_cache
-        out: list[tuple[_Ref, ...]] = []
-        for piece in dict.fromkeys(pieces):
-            refs = cache[piece] if piece in cache else self._refs_uncased(piece)
-            if refs is None:
-                return None
-            if refs:
-                out.append(refs)
-        return out
-
-    def _refs_uncased(self, piece: str) -> tuple[_Ref, ...] | None:
-        words = _key(piece, cased=True).split(" ")
-        if any(w in self.cased_words or w.startswith(tuple(self.cased_prefixes)) for w in words):
-            result = None
-        else:
-            # no letter's case can make a cased term of it: the lower case stands for all
-            result = self.refs_for(piece)
-        if len(self.lower_cache) >= _CACHE_LIMIT:
-            self.lower_cache.clear()
-        self.lower_cache[piece] = result
-        return result
-
-    def _collect(self, key: str, cased: bool) -> list[_Ref]:
-        refs = self._lookup(key, cased)
-        if " " in key:
-            claimed = {r.tag for r in refs}
-            words = key.split(" ")
-            for size in range(len(words) - 1, 0, -1):
-                for start in range(len(words) - size + 1):
-                    for ref in self._lookup(" ".join(words[start : start + size]), cased):
-                        if ref.role == TERM and ref.tag not in claimed:
-                            refs.append(ref)
-                            claimed.add(ref.tag)
-        return refs
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -813,11 +260,11 @@ def check_rules(path: Path) -> tomlutil.Document:
     return doc
 
 
-class _Checker(_Matcher):
+class _Checker(Matcher):
     """Stands in for the matcher while a file is only checked: terms are expanded, which is
     where their mistakes show, and nothing is compiled."""
 
-    def add(self, ref: _Ref, text: str, cased: bool) -> None:
+    def add(self, ref: Ref, text: str, cased: bool) -> None:
         expand_term(text, cased)
 
     def compile(self) -> None:
@@ -825,10 +272,10 @@ class _Checker(_Matcher):
 
 
 def parse_rules(doc: tomlutil.Document) -> Rules:
-    return _read_rules(doc, _Matcher())
+    return _read_rules(doc, Matcher())
 
 
-def _read_rules(doc: tomlutil.Document, matcher: _Matcher) -> Rules:
+def _read_rules(doc: tomlutil.Document, matcher: Matcher) -> Rules:
     root = doc.root()
     selection = root.get("selection", str, None)
     source_score = root.get("source_score", float, 5.0, check=_positive)
@@ -903,7 +350,7 @@ def _read_tag(
     sec: tomlutil.Section,
     threshold: float,
     weights: FieldWeights,
-    matcher: _Matcher,
+    matcher: Matcher,
     index: int,
 ) -> TagRule:
     description = sec.get("description", str, "")
@@ -921,13 +368,13 @@ def _read_tag(
         for i, raw in enumerate(values):
             text, weight = split_weight(raw)
             written.add(text)
-            _add(matcher, sec, (key, i), _Ref(index, TERM, text, weight, -1), text, is_cased)
+            _add(matcher, sec, (key, i), Ref(index, TERM, text, weight, -1), text, is_cased)
     for i, raw in enumerate(exclude):
-        _add(matcher, sec, ("exclude", i), _Ref(index, EXCLUDE, raw, 0.0, -1), raw, False)
+        _add(matcher, sec, ("exclude", i), Ref(index, EXCLUDE, raw, 0.0, -1), raw, False)
     for i, pattern in enumerate(patterns):
         _check_pattern(sec, i, pattern)
         matcher.pattern_sources.append(fold(pattern))
-        matcher.pattern_refs.append(_Ref(index, TERM, pattern, 1.0, -1))
+        matcher.pattern_refs.append(Ref(index, TERM, pattern, 1.0, -1))
         written.add(pattern)
 
     unless: list[Unless] = []
@@ -945,7 +392,7 @@ def _read_tag(
                 )
         usec.finish()
         for i, raw in enumerate(context):
-            ref = _Ref(index, CONTEXT, raw, 0.0, u)
+            ref = Ref(index, CONTEXT, raw, 0.0, u)
             _add(matcher, usec, ("context", i), ref, raw, False)
         unless.append(Unless(context=tuple(context), cancels=tuple(cancels)))
         cancel_sets.append(frozenset(cancels) if cancels else None)
@@ -967,10 +414,10 @@ def _read_tag(
 
 
 def _add(
-    matcher: _Matcher,
+    matcher: Matcher,
     sec: tomlutil.Section,
     where: tuple[str, int],
-    ref: _Ref,
+    ref: Ref,
     text: str,
     cased: bool,
 ) -> None:
@@ -1017,12 +464,14 @@ def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, .
             expr = parse_expression(text)
         except ExpressionError as exc:
             raise sec.error(name, f"{exc} in {text!r}") from None
-        parsed[name] = DerivedTag(name=name, expression=text, expr=expr, evaluate=_compile(expr))
+        parsed[name] = DerivedTag(
+            name=name, expression=text, expr=expr, evaluate=compile_expr(expr)
+        )
     known = [*base, *parsed]
     for name, tag in parsed.items():
-        for ref in _names_in(tag.expr):
+        for ref in names_in(tag.expr):
             if ref not in known:
-                raise sec.error(name, _unknown(ref, known))
+                raise sec.error(name, unknown_tag(ref, known))
     order: list[str] = []
     state: dict[str, int] = {}
 
@@ -1033,7 +482,7 @@ def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, .
             cycle = " -> ".join([*trail[trail.index(name) :], name])
             raise sec.error(trail[0], f"derived tags form a cycle: {cycle}")
         state[name] = 1
-        for ref in _names_in(parsed[name].expr):
+        for ref in names_in(parsed[name].expr):
             visit(ref, [*trail, name])
         state[name] = 2
         order.append(name)
@@ -1045,11 +494,11 @@ def _read_derived(sec: tomlutil.Section, base: list[str]) -> tuple[DerivedTag, .
 
 # -- tagging ------------------------------------------------------------------------------------
 
-_Hit = tuple[_Ref, int, str]
+_Hit = tuple[Ref, int, str]
 
 
 def _scan(
-    matcher: _Matcher, texts: tuple[str, str, str], exact: bool = False
+    matcher: Matcher, texts: tuple[str, str, str], exact: bool = False
 ) -> dict[int, list[_Hit]]:
     """The matches in every field, grouped by tag index in the order they appear, each text
     once per field (the hot loop: kept flat).
@@ -1086,7 +535,7 @@ def _scan(
 
 
 def _scan_cased(
-    matcher: _Matcher,
+    matcher: Matcher,
     text: str,
     folded: str,
     lowered: str,
@@ -1129,7 +578,7 @@ def tag_text(
     matcher = rules.matcher
     texts = (title or "", summary or "", content or "")
     by_tag = _scan(matcher, texts)
-    state: _State = {}
+    state: State = {}
     for index, hits in by_tag.items():
         score = _weigh(matcher, index, hits)[0]
         state[matcher.base_names[index]] = (score >= matcher.rules[index].threshold, score)
@@ -1159,7 +608,7 @@ def tag_text(
 
 
 def _weigh(
-    matcher: _Matcher, index: int, hits: list[_Hit], explain: bool = False
+    matcher: Matcher, index: int, hits: list[_Hit], explain: bool = False
 ) -> tuple[float, list[TagMatch], list[TagMatch]]:
     """Score one tag's hits: each term once per field, cancelled ones left out.
 
@@ -1256,7 +705,7 @@ def _explain_result(result: TagResult, decision: TagDecision) -> list[str]:
         truth = "true" if result.passed else "false"
         operands = ", ".join(
             f"{n}={'yes' if decision.has(n) else 'no'}"
-            for n in _names_in(parse_expression(result.expression))
+            for n in names_in(parse_expression(result.expression))
         )
         head = f"{verdict}  {result.tag} = {result.expression}  -> {truth} ({operands})"
         lines = [head]
@@ -1279,7 +728,7 @@ def explain_tag(decision: TagDecision, tag: str) -> str:
     if result is None:
         return f"{tag}: nothing matched"
     if result.expression is not None:
-        parts = [_brief(decision, n) for n in _names_in(parse_expression(result.expression))]
+        parts = [_brief(decision, n) for n in names_in(parse_expression(result.expression))]
         return f"{tag} = {result.expression}: " + "; ".join(parts)
     return _brief(decision, tag)
 

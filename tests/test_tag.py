@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest import matcher as matcher_module
 from digest import tag as tag_module
 from digest import tomlutil
 from digest.errors import ConfigError
@@ -334,7 +335,7 @@ def test_explanation_quotes_matches_as_written(default: Rules) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.characters(max_codepoint=0x2100)))
 def test_fold_is_the_translation_table(text: str) -> None:
-    assert tag_module.fold(text) == text.translate(tag_module.FOLD)
+    assert matcher_module.fold(text) == text.translate(matcher_module.FOLD)
 
 
 @pytest.mark.parametrize(
@@ -354,7 +355,7 @@ def test_fold_is_the_translation_table(text: str) -> None:
     ],
 )
 def test_required_text_of_patterns(pattern: str, needed: set[str] | None) -> None:
-    assert tag_module.required_text(pattern) == (None if needed is None else frozenset(needed))
+    assert matcher_module.required_text(pattern) == (None if needed is None else frozenset(needed))
 
 
 PATTERN_RULES = """[tags.a]
