@@ -26,7 +26,7 @@ from digest.errors import TemplateError
 from digest.models import Entry, Story
 from digest.periods import DigestListSettings, Period, parse_address
 
-PACKAGED_TEMPLATES = Path(digest.__file__).resolve().parent.parent / "templates"
+PACKAGED_TEMPLATES = digest.TEMPLATES
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 SUMMARY_LIMIT = 300

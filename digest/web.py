@@ -41,7 +41,7 @@ StoriesFn = Callable[[str | None], Sequence[Story]]
 HealthFn = Callable[[], tuple[int, dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PACKAGED_TEMPLATES = Path(digest.__file__).resolve().parent.parent / "templates"
+PACKAGED_TEMPLATES = digest.TEMPLATES
 INDEX_TEMPLATE = "index.html.j2"
 
 CONTENT_SECURITY_POLICY = (
