@@ -72,18 +72,18 @@ class _Parser:
         return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
 
     def parse_or(self) -> Expr:
-        operands = [self.parse_and()]
-        while self.peek() == "or":
-            self.pos += 1
-            operands.append(self.parse_and())
-        return operands[0] if len(operands) == 1 else Or(operands=tuple(operands))
+        return self._chain("or", self.parse_and, Or)
 
     def parse_and(self) -> Expr:
-        operands = [self.parse_not()]
-        while self.peek() == "and":
+        return self._chain("and", self.parse_not, And)
+
+    def _chain(self, word: str, operand: Callable[[], Expr], node: type[And | Or]) -> Expr:
+        """``operand (word operand)*``: one operand alone, or ``node`` of all of them."""
+        operands = [operand()]
+        while self.peek() == word:
             self.pos += 1
-            operands.append(self.parse_not())
-        return operands[0] if len(operands) == 1 else And(operands=tuple(operands))
+            operands.append(operand())
+        return operands[0] if len(operands) == 1 else node(operands=tuple(operands))
 
     def parse_not(self) -> Expr:
         if self.peek() == "not":
