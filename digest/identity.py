@@ -142,11 +142,13 @@ def _path(path: str) -> str:
 
 
 def _query(query: str) -> str:
-    kept = [p for p in query.split("&") if p and not _is_tracking(p)]
+    kept = [p for p in query.split("&") if p and not is_tracking(p)]
     return "&".join(_escape(p, _QUERY_SAFE) for p in kept)
 
 
-def _is_tracking(param: str) -> bool:
+def is_tracking(param: str) -> bool:
+    """Whether one ``name=value`` of a query string only tells a site where a click came from
+    (``utm_source``, ``fbclid``...): identity ignores it, and published links leave it out."""
     name, _, value = param.partition("=")
     name = unquote(name.replace("+", " ")).strip().lower()
     if name in TRACKING_PARAMS or name.startswith(TRACKING_PREFIXES):

@@ -30,6 +30,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from digest import __version__, fsutil, tomlutil
 from digest.errors import PublishError
+from digest.identity import is_tracking
 from digest.models import Entry, Story
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ def clean_url(url: str | None) -> str | None:
     """Return ``url`` as an absolute, ASCII-only http(s) URL, or None when it cannot be one.
 
     Relative, empty, ``javascript:``, ``mailto:`` and other links are refused rather than
-    emitted: a feed reader would resolve them against our site, or run them.
+    emitted: a feed reader would resolve them against our site, or run them. Tracking
+    parameters (``utm_*``, ``fbclid``...) are left out: readers need not carry them.
     """
     if not url:
         return None
@@ -107,8 +109,9 @@ def clean_url(url: str | None) -> str | None:
         return None
     netloc = host if port is None else f"{host}:{port}"
     out = f"{parts.scheme.lower()}://{netloc}{_quote(parts.path) or '/'}"
-    if parts.query:
-        out += "?" + _quote(parts.query)
+    query = "&".join(p for p in parts.query.split("&") if p and not is_tracking(p))
+    if query:
+        out += "?" + _quote(query)
     if parts.fragment:
         out += "#" + _quote(parts.fragment)
     return out

@@ -25,6 +25,7 @@ import digest
 from digest.errors import TemplateError
 from digest.models import Entry, Story
 from digest.periods import DigestListSettings, Period, parse_address
+from digest.publish import clean_url
 
 PACKAGED_TEMPLATES = digest.TEMPLATES
 HTML_TEMPLATE = "digest.html.j2"
@@ -38,7 +39,6 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\
 _SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?…。][\"'”’»)\]]*(?=\s)")
 _ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Z][a-z]?|[A-Z]\.[A-Z]|St|Mr|Mrs|Ms|Dr|Gen|Col)$")
-_SAFE_URL = re.compile(r"^https?://[^\s<>\"]+$", re.IGNORECASE)
 
 
 def _help(text: str, items: type | None = None) -> Any:
@@ -187,13 +187,13 @@ def _story(story: Story, zone: ZoneInfo) -> StoryContext:
             ReportContext(
                 source=clean_line(other.source),
                 title=clean_line(other.title),
-                link=safe_url(other.link),
+                link=clean_url(other.link),
             )
         )
     return StoryContext(
         uid=story.uid,
         title=clean_line(lead.title) or "(untitled)",
-        link=safe_url(lead.link),
+        link=clean_url(lead.link),
         source=clean_line(lead.source),
         published=lead.published.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         local_time=lead.published.astimezone(zone).strftime("%d %b %H:%M"),
@@ -227,13 +227,6 @@ def _period_label(period: Period) -> str:
 def clean_line(text: str) -> str:
     """One line of text with control characters removed and spaces collapsed."""
     return _SPACE.sub(" ", _CONTROLS.sub("", text)).strip()
-
-
-def safe_url(url: str | None) -> str | None:
-    """The URL if it is http(s) (never javascript: or data:), else None."""
-    if url and _SAFE_URL.match(url.strip()) and not _CONTROLS.search(url):
-        return url.strip()
-    return None
 
 
 def _mailbox(address: str | None) -> str | None:

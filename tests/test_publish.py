@@ -320,6 +320,12 @@ def test_a_story_without_any_usable_link_points_at_its_place_on_the_page() -> No
         ("https://пример.рф/путь", "https://xn--e1afmkfd.xn--p1ai/%D0%BF%D1%83%D1%82%D1%8C"),
         ("https://example.org/a\x00b", "https://example.org/ab"),
         ("https://example.org/a[1]|{x}", "https://example.org/a%5B1%5D%7C%7Bx%7D"),
+        # where a click came from is the reader's business: tracking parameters go
+        (
+            "https://news.am/a?utm_source=rss&id=5&fbclid=X1&utm_medium=feed#top",
+            "https://news.am/a?id=5#top",
+        ),
+        ("https://news.am/a?utm_source=rss&gclid=1", "https://news.am/a"),
     ],
 )
 def test_clean_url(url: str | None, expected: str | None) -> None:

@@ -143,6 +143,12 @@ def test_also_reported_by_once_per_other_outlet() -> None:
     assert item.also[1].link is None  # never a javascript: link
 
 
+def test_mailed_links_carry_no_tracking_parameters() -> None:
+    lead = entry("Talks", link="https://Armenpress.am/en/article/1?utm_source=rss&p=2")
+    ctx = context([story(lead)], group_by="none", group_order=())
+    assert ctx.groups[0].stories[0].link == "https://armenpress.am/en/article/1?p=2"
+
+
 def test_hostile_text_is_cleaned() -> None:
     lead = entry(
         "Line one\r\nBcc: evil@example.org\x00\x1b[31m\u202eevil",
