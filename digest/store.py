@@ -612,7 +612,9 @@ class Store:
         # Left alone, SQLite would search entries_story and sort all the ungrouped entries.
         indexed = f"INDEXED BY {index}" if index else ""
         rows = self._query(
-            f"""SELECT id, source, published, title, substr(summary, 1, ?) AS summary,
+            # The summary only matters to an entry whose words were never computed.
+            f"""SELECT id, source, published, title,
+                       CASE WHEN terms IS NULL THEN substr(summary, 1, ?) ELSE '' END AS summary,
                        canonical_link, tags, terms, story_id
                 FROM entries {indexed} WHERE {where}""",
             (summary_chars, *params),

@@ -293,3 +293,13 @@ def test_an_entry_is_found_by_link_guid_or_id_through_its_keys(tmp_path: Path) -
         assert store.find_entry("https://example.am/news/404") is None
         indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master")}
         assert "entries_link" not in indexes
+
+
+def test_grouping_reads_a_summary_only_for_entries_without_stored_words(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite3") as store:
+        store_entries(store, "a", [entry(1, summary="Pashinyan met Aliyev"), entry(2)])
+        # Entry 1 as the parser stores it now, with its words; entry 2 as an older one.
+        store.db.execute("UPDATE entries SET terms = 'words' WHERE id = 1")
+        items = {i.entry_id: i for i in store.ungrouped_items(10, summary_chars=600)}
+        assert (items[1].summary, items[1].terms) == ("", "words")
+        assert (items[2].summary, items[2].terms) == ("text", None)
