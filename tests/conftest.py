@@ -24,8 +24,7 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         path.write_text(
             f'[service]\nstate_dir = "{tmp_path / "state"}"\n\n'
             f'[tagging]\nrules = "{RULES}"\n\n'
-            f'[publish]\noutput_dir = "{tmp_path / "public"}"\nmax_age_days = 3650\n\n'
-            + body,
+            f'[publish]\noutput_dir = "{tmp_path / "public"}"\nmax_age_days = 3650\n\n' + body,
             encoding="utf-8",
         )
         return path

@@ -154,10 +154,12 @@ def test_digest_html_in_chromium(tmp_path: Path) -> None:
     from digest.periods import DigestListSettings, period_for
     from digest.render import build_context, render_digest
 
-    lst = DigestListSettings(name="daily", recipients=("a@example.org",), bcc=False,
-                             timezone="Asia/Yerevan")
-    ctx = build_context(STORIES, lst, period_for(lst, NOW),
-                        feed_url="https://digest.example.org/feed.xml", now=NOW)
+    lst = DigestListSettings(
+        name="daily", recipients=("a@example.org",), bcc=False, timezone="Asia/Yerevan"
+    )
+    ctx = build_context(
+        STORIES, lst, period_for(lst, NOW), feed_url="https://digest.example.org/feed.xml", now=NOW
+    )
     html, _ = render_digest(ctx, templates_dir=None)
     path = tmp_path / "digest.html"
     path.write_text(html, encoding="utf-8")

@@ -634,8 +634,10 @@ def test_writing_commands_refuse_a_locked_state_folder(tmp_path: Path) -> None:
 
     cfg_path = tmp_path / "c.toml"
     rules = Path(__file__).resolve().parents[1] / "config" / "rules.toml"
-    cfg_path.write_text(f'[service]\nstate_dir = "{tmp_path / "st"}"\n'
-                        f'[tagging]\nrules = "{rules}"\n', encoding="utf-8")
+    cfg_path.write_text(
+        f'[service]\nstate_dir = "{tmp_path / "st"}"\n[tagging]\nrules = "{rules}"\n',
+        encoding="utf-8",
+    )
     lock = StateLock(load_config(cfg_path).service.state_dir)
     lock.acquire()
     try:

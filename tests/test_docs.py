@@ -63,8 +63,9 @@ def section(title: str) -> str:
     return match.group(1)
 
 
-def test_every_config_key_is_in_the_reference(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_config_key_is_in_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys = read_keys(tmp_path, monkeypatch)
     headings = {"sources": "[[sources]]", "digests": "[[digests]]"}
     missing = []

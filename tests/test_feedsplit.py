@@ -23,8 +23,10 @@ def rss(*items: bytes) -> bytes:
 
 
 def item(n: int) -> bytes:
-    return (f"<item><title>Item {n}</title><link>https://ex.am/{n}</link>"
-            f"<guid>https://ex.am/{n}</guid></item>").encode()
+    return (
+        f"<item><title>Item {n}</title><link>https://ex.am/{n}</link>"
+        f"<guid>https://ex.am/{n}</guid></item>"
+    ).encode()
 
 
 def test_split_and_rebuild_round_trip() -> None:
@@ -36,35 +38,45 @@ def test_split_and_rebuild_round_trip() -> None:
     assert [e.title for e in only.entries] == ["Item 2"]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.xml")) +
-                         sorted(p.name for p in DATA.glob("*.rdf")))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in DATA.glob("*.xml")) + sorted(p.name for p in DATA.glob("*.rdf"))
+)
 def test_golden_feeds_split_into_their_entries(name: str) -> None:
     body = (DATA / name).read_bytes()
     split = split_feed(body)
     full = parse_feed(body, {"content-type": "application/xml"}, "https://ex.am/", NOW)
     assert split is not None
     assert len(split.items) == len(full.entries) + len(full.rejected)
-    again = parse_feed(split.document(set(range(len(split.items)))),
-                       {"content-type": "application/xml"}, "https://ex.am/", NOW)
+    again = parse_feed(
+        split.document(set(range(len(split.items)))),
+        {"content-type": "application/xml"},
+        "https://ex.am/",
+        NOW,
+    )
     assert again.entries == full.entries
 
 
-@pytest.mark.parametrize("body", [
-    rss(b"<item><title>a<item>b</item></title></item>"),             # nested
-    rss(b"<item/>", item(1)),                                          # self-closing
-    rss(item(1), b"<p>between</p>", item(2)),                          # other elements between
-    rss(b"<item><description><![CDATA[</item>]]></description></item>"),  # CDATA trick
-    b"\xff\xfe<\x00r\x00s\x00s\x00",                                   # UTF-16
-    b'<!DOCTYPE rss [<!ENTITY a "x">]>' + rss(item(1)),                # entities
-    b"<rss><channel><title>no items</title></channel></rss>",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        rss(b"<item><title>a<item>b</item></title></item>"),  # nested
+        rss(b"<item/>", item(1)),  # self-closing
+        rss(item(1), b"<p>between</p>", item(2)),  # other elements between
+        rss(b"<item><description><![CDATA[</item>]]></description></item>"),  # CDATA trick
+        b"\xff\xfe<\x00r\x00s\x00s\x00",  # UTF-16
+        b'<!DOCTYPE rss [<!ENTITY a "x">]>' + rss(item(1)),  # entities
+        b"<rss><channel><title>no items</title></channel></rss>",
+    ],
+)
 def test_unusual_layouts_are_declined(body: bytes) -> None:
     assert split_feed(body) is None
 
 
 def test_items_plural_is_not_an_item() -> None:
-    body = (b'<rdf:RDF><channel><items><rdf:Seq><rdf:li resource="x"/></rdf:Seq></items>'
-            b'</channel><item rdf:about="x"><title>T</title></item></rdf:RDF>')
+    body = (
+        b'<rdf:RDF><channel><items><rdf:Seq><rdf:li resource="x"/></rdf:Seq></items>'
+        b'</channel><item rdf:about="x"><title>T</title></item></rdf:RDF>'
+    )
     split = split_feed(body)
     assert split is not None and len(split.items) == 1 and b"<items>" in split.head
 

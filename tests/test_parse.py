@@ -565,20 +565,92 @@ def test_this_sax_parser_does_not_load_external_entities(secret_file: Path) -> N
 
 # Markup as feeds write it, and the odd corners html.parser reads in its own way.
 HTML_PIECES = [
-    "Talks in Baku", " ", "\n", "&amp;", "&lt;", "&#8212;", "&#x2014;", "&nbsp;", "&mdash;",
-    "&amp", "&copy", "AT&T", "&unknown;", "&#0;", "& ", "&", ";", "<", ">", "a < b", "<3",
-    "<p>", "</p>", "<P>", "<p/>", "<br>", "<br/>", "<br />", "</br>", "<hr>", "<b>", "</b>",
-    "<div class='lead'>", "</div>", "<li>", "<td>", "<span title=\"a > b\">", "</span>",
-    '<a href="/x?a=1&amp;b=2">', "<a href=/x/>", "<a title>", "<a b='c'd>", "</a>",
-    '<img src="/i.png" alt="A &amp; B"/>', "<img\tsrc=x\nalt=''>", "<o:p></o:p>", "<my-el>",
-    "<script>", "</script>", "<script async src='x.js'></script>", "<script>var a = 1;</script>",
-    "<script>if (a < b) {}</script>", "<SCRIPT>x</SCRIPT>", "<style>.a{color:red}</style>",
-    "<title>", "</title>", "<title/>", "<noscript><img src=x></noscript>", "<noscript>",
-    "<template>", "</template>", "<head>", "</head>", "<iframe src=x></iframe>", "<iframe>",
-    "<textarea>a &amp; b</textarea>", "<plaintext>", "<xmp>", "<!-- wp:paragraph -->",
-    "<!-- a -- b -->", "<!---->", "<!-->", "<!DOCTYPE html>", "<![CDATA[x]]>", "<?php x ?>",
-    "</>", "</ p>", "</p foo>", "<a/b>", "<p\x00>", "<\u00e9>", "<p\u00a0x>", "<a\vb>",
-    '<a href="x', "Армения", "Qarabağ",
+    "Talks in Baku",
+    " ",
+    "\n",
+    "&amp;",
+    "&lt;",
+    "&#8212;",
+    "&#x2014;",
+    "&nbsp;",
+    "&mdash;",
+    "&amp",
+    "&copy",
+    "AT&T",
+    "&unknown;",
+    "&#0;",
+    "& ",
+    "&",
+    ";",
+    "<",
+    ">",
+    "a < b",
+    "<3",
+    "<p>",
+    "</p>",
+    "<P>",
+    "<p/>",
+    "<br>",
+    "<br/>",
+    "<br />",
+    "</br>",
+    "<hr>",
+    "<b>",
+    "</b>",
+    "<div class='lead'>",
+    "</div>",
+    "<li>",
+    "<td>",
+    '<span title="a > b">',
+    "</span>",
+    '<a href="/x?a=1&amp;b=2">',
+    "<a href=/x/>",
+    "<a title>",
+    "<a b='c'd>",
+    "</a>",
+    '<img src="/i.png" alt="A &amp; B"/>',
+    "<img\tsrc=x\nalt=''>",
+    "<o:p></o:p>",
+    "<my-el>",
+    "<script>",
+    "</script>",
+    "<script async src='x.js'></script>",
+    "<script>var a = 1;</script>",
+    "<script>if (a < b) {}</script>",
+    "<SCRIPT>x</SCRIPT>",
+    "<style>.a{color:red}</style>",
+    "<title>",
+    "</title>",
+    "<title/>",
+    "<noscript><img src=x></noscript>",
+    "<noscript>",
+    "<template>",
+    "</template>",
+    "<head>",
+    "</head>",
+    "<iframe src=x></iframe>",
+    "<iframe>",
+    "<textarea>a &amp; b</textarea>",
+    "<plaintext>",
+    "<xmp>",
+    "<!-- wp:paragraph -->",
+    "<!-- a -- b -->",
+    "<!---->",
+    "<!-->",
+    "<!DOCTYPE html>",
+    "<![CDATA[x]]>",
+    "<?php x ?>",
+    "</>",
+    "</ p>",
+    "</p foo>",
+    "<a/b>",
+    "<p\x00>",
+    "<\u00e9>",
+    "<p\u00a0x>",
+    "<a\vb>",
+    '<a href="x',
+    "Армения",
+    "Qarabağ",
 ]
 
 
@@ -644,9 +716,42 @@ def reference_absolute_http_url(url: object, base: str | None) -> str | None:
 
 
 URL_PIECES = [
-    "http://", "https://", "HTTP://", "ftp://", "//", "/", "a", "b.c", "ex.org", ":", ":80",
-    ":99999", "?", "?q=1", "#", "#f", ";", "&", "@", "[", "]", "[::1]", "%20", " ", "\t", "\n",
-    "\x00", "\x85", "\u00a0", "é", "ж", "..", ".", "\\", "javascript:", "mailto:",
+    "http://",
+    "https://",
+    "HTTP://",
+    "ftp://",
+    "//",
+    "/",
+    "a",
+    "b.c",
+    "ex.org",
+    ":",
+    ":80",
+    ":99999",
+    "?",
+    "?q=1",
+    "#",
+    "#f",
+    ";",
+    "&",
+    "@",
+    "[",
+    "]",
+    "[::1]",
+    "%20",
+    " ",
+    "\t",
+    "\n",
+    "\x00",
+    "\x85",
+    "\u00a0",
+    "é",
+    "ж",
+    "..",
+    ".",
+    "\\",
+    "javascript:",
+    "mailto:",
 ]
 
 
@@ -654,7 +759,9 @@ URL_PIECES = [
 @given(
     st.sampled_from(["", "http://", "https://"]),
     st.lists(st.sampled_from(URL_PIECES), max_size=8),
-    st.sampled_from([None, "", BASE, "https://ex.org", "http://[::1]/x", "relative/", "http://a/b;c"]),
+    st.sampled_from(
+        [None, "", BASE, "https://ex.org", "http://[::1]/x", "relative/", "http://a/b;c"]
+    ),
 )
 def test_absolute_urls_resolve_as_urljoin_resolves_them(
     scheme: str, pieces: list[str], base: str | None
@@ -738,9 +845,11 @@ CYRILLIC_TITLE = "Глава МИД Армении прибыл в Баку"
 
 
 def _rss_bytes(encoding: str, declared: str) -> bytes:
-    doc = (f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel>'
-           f"<title>t</title><item><title>{CYRILLIC_TITLE}</title>"
-           "<link>https://ex.ru/1</link></item></channel></rss>")
+    doc = (
+        f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel>'
+        f"<title>t</title><item><title>{CYRILLIC_TITLE}</title>"
+        "<link>https://ex.ru/1</link></item></channel></rss>"
+    )
     return doc.encode(encoding)
 
 

@@ -74,12 +74,13 @@ def config_with(write_config: WriteConfig, server: FeedServer, publish_extra: st
 
 
 @pytest.fixture
-def news(
-    feed_server: FeedServer, write_config: WriteConfig
-) -> Iterator[tuple[FeedServer, Path]]:
+def news(feed_server: FeedServer, write_config: WriteConfig) -> Iterator[tuple[FeedServer, Path]]:
     feed_server.add("/news.xml", rss([MEETING_A]))
-    yield feed_server, config_with(
-        write_config, feed_server, 'max_age_days = 3650\ntags = ["armenia", "georgia"]\n'
+    yield (
+        feed_server,
+        config_with(
+            write_config, feed_server, 'max_age_days = 3650\ntags = ["armenia", "georgia"]\n'
+        ),
     )
 
 
@@ -128,8 +129,9 @@ def test_every_change_to_what_the_feeds_show_is_published(
         assert "tags/georgia.xml" in rebuilt(NOW + timedelta(minutes=1))
 
         # A report edited upstream.
-        server.add("/news.xml", rss([replace(MEETING_A, summary="Corrected."), MEETING_B,
-                                     GEORGIA_EU]))
+        server.add(
+            "/news.xml", rss([replace(MEETING_A, summary="Corrected."), MEETING_B, GEORGIA_EU])
+        )
         assert poll(pipe, NOW + timedelta(minutes=2)).updated == 1
         rebuilt(NOW + timedelta(minutes=2))
 
@@ -198,9 +200,12 @@ def test_a_story_leaving_the_age_window_is_published(
 def test_a_date_in_the_future_is_published_every_time(
     feed_server: FeedServer, write_config: WriteConfig, builds: list[int]
 ) -> None:
-    ahead = Item(title="Armenian and Azerbaijani foreign ministers to meet for peace talks",
-                 link="https://news.example/ahead", guid="ahead",
-                 published=NOW + timedelta(hours=2))
+    ahead = Item(
+        title="Armenian and Azerbaijani foreign ministers to meet for peace talks",
+        link="https://news.example/ahead",
+        guid="ahead",
+        published=NOW + timedelta(hours=2),
+    )
     feed_server.add("/news.xml", rss([ahead]))
     path = config_with(write_config, feed_server, "max_age_days = 3650\n")
     with open_pipeline(path) as pipe:

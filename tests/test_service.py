@@ -647,8 +647,11 @@ def test_a_broken_rules_file_stops_the_start_and_a_reload(tmp_path: Path) -> Non
         rules.write_text("[tags.a]\nterms = ['x']\npatterns = ['(x']\n", encoding="utf-8")
         assert asyncio.run(svc.reload()) is False
         with pytest.raises(ConfigError, match=r"tags\.a\.patterns\[1\]"):
-            Service(replace(svc.config, service=replace(svc.config.service,
-                                                        state_dir=tmp_path / "other")))
+            Service(
+                replace(
+                    svc.config, service=replace(svc.config.service, state_dir=tmp_path / "other")
+                )
+            )
     finally:
         svc.close()
 

@@ -190,8 +190,10 @@ def test_pruned_entries_are_never_new_again(tmp_path: Path) -> None:
         store.create_digest("daily", "p", "<m@x>", [1], NOW)  # pending: kept until sent
         assert store.prune(NOW - timedelta(days=365)) == 1
         assert store.count_entries() == 2
-        assert store_entries(store, "a", [entry(1, when=old), entry(1, when=old,
-                                                                  summary="edited")]) == []
+        assert (
+            store_entries(store, "a", [entry(1, when=old), entry(1, when=old, summary="edited")])
+            == []
+        )
         assert store.integrity_check() == "ok"
 
 
@@ -202,15 +204,17 @@ def test_pruning_never_lets_a_new_entry_inherit_old_keys(tmp_path: Path) -> None
         store.prune(NOW - timedelta(days=365))
         [new_id] = store_entries(store, "a", [entry(3)])
         # the pruned entry's keys still point at an id that no new entry has taken
-        keys = store.lookup_keys(key_entries([entry(1, when=old), entry(2, when=old)],
-                                             "a")[0].keys.all())
+        keys = store.lookup_keys(
+            key_entries([entry(1, when=old), entry(2, when=old)], "a")[0].keys.all()
+        )
         assert keys and all(k.entry_id != new_id for k in keys.values())
 
 
 def test_stories_of_a_selection_and_a_tag_newest_first_and_bounded(tmp_path: Path) -> None:
     with Store(tmp_path / "s.sqlite3") as store:
-        ids = store_entries(store, "a", [entry(n, when=NOW - timedelta(hours=n))
-                                         for n in (1, 2, 3)])
+        ids = store_entries(
+            store, "a", [entry(n, when=NOW - timedelta(hours=n)) for n in (1, 2, 3)]
+        )
         with store.transaction():
             for sid, eid in enumerate(ids, start=1):
                 store.create_story(sid, f"k{sid}", NOW)

@@ -583,8 +583,12 @@ def test_stored_words_group_exactly_like_words_computed_on_the_spot() -> None:
     plain, stored = StoryIndex(StorySettings()), StoryIndex(StorySettings())
     for i, (title, summary) in enumerate(texts, 1):
         raw = item(i, title, summary, source=f"s{i}", hours=i)
-        with_words = StoryItem(**{**{f: getattr(raw, f) for f in raw.__slots__},
-                                  "terms": encode_terms(*story_terms(title, summary))})
+        with_words = StoryItem(
+            **{
+                **{f: getattr(raw, f) for f in raw.__slots__},
+                "terms": encode_terms(*story_terms(title, summary)),
+            }
+        )
         assert plain.add(raw) == stored.add(with_words)
 
 

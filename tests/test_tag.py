@@ -366,8 +366,23 @@ patterns = ['\\b(?!kenyan)[a-z]{3,}yan\\b', '\\b[a-z]{2,}(?:shvili|dze)\\b', 'x[
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.sampled_from(["pashinyan", "kenyan", "yan", "kobakhidze", "dze", "ivanishvili", "x1",
-                         "x", "yerevan", "van", " ", "-", "ж"]),  # fmt: skip
+        st.sampled_from(
+            [
+                "pashinyan",
+                "kenyan",
+                "yan",
+                "kobakhidze",
+                "dze",
+                "ivanishvili",
+                "x1",
+                "x",
+                "yerevan",
+                "van",
+                " ",
+                "-",
+                "ж",
+            ]
+        ),  # fmt: skip
         max_size=12,
     )
 )
