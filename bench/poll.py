@@ -503,8 +503,10 @@ def _report(results: dict[str, Result], feeds: int) -> None:
         verdict = (
             f" (target <= {target:.2f}: {_verdict(r.wall / a.wall <= target)})" if target else ""
         )
-        print(f"{phase}/a: wall {r.wall / a.wall:.3f}, cpu of the whole process tree "
-              f"{r.tree_cpu / a.tree_cpu:.3f}{verdict}")
+        print(
+            f"{phase}/a: wall {r.wall / a.wall:.3f}, cpu of the whole process tree "
+            f"{r.tree_cpu / a.tree_cpu:.3f}{verdict}"
+        )
     c = results.get("c")
     if c and c.ok:
         limit = C_SECONDS_PER_500 * feeds / 500
