@@ -482,6 +482,9 @@ def _run(args: argparse.Namespace, phases: list[str], workdir: Path) -> int:
                 if phase in "cd" and after_b.exists():
                     shutil.rmtree(workdir / "state")
                     shutil.copytree(after_b, workdir / "state")
+                    # Written back to disk now, so that the run's own fsync does not pay for
+                    # the copy: after b, the state is on disk too.
+                    os.sync()
                 label = f" (run {n + 1} of {repeat})" if repeat > 1 else ""
                 print(f"running {phase}: {PHASES[phase]}{label} ...", flush=True)
                 result = launcher.run(phase, cmd, workdir, args.timeout, server)
