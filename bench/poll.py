@@ -335,12 +335,12 @@ def baseline_main(url_file: str) -> None:
 
 
 #: the tables the benchmark writes itself; the same tables in --config-extra are merged in
-GENERATED_TABLES = ("service", "tagging", "fetch")
+GENERATED_TABLES = ("service", "tagging", "fetch", "publish")
 
 
 def write_config(path: Path, state_dir: Path, urls: list[str], extra: str) -> None:
-    """The benchmark's config: its own [service], [tagging] and [fetch] keys, which ``extra``
-    (TOML) may override or add to, then the sources and the rest of ``extra``."""
+    """The benchmark's config: its own [service], [tagging], [fetch] and [publish] keys,
+    which ``extra`` (TOML) may override or add to, then the sources and the rest of ``extra``."""
     rules = Path(__file__).resolve().parents[1] / "config" / "rules.toml"
     tables: dict[str, dict[str, object]] = {
         "service": {"state_dir": str(state_dir)},
@@ -348,6 +348,9 @@ def write_config(path: Path, state_dir: Path, urls: list[str], extra: str) -> No
         # Every synthetic feed lives on the one loopback host; real sources are spread over
         # many hosts, so the polite default of 2 per host would measure the wrong thing here.
         "fetch": {"per_host": 16},
+        # next to the state, inside the benchmark's folder (the default is relative to the
+        # config file's folder, which would put the feeds outside it)
+        "publish": {"output_dir": str(state_dir.parent / "public")},
     }
     for name, values in tomllib.loads(extra).items():
         if name in tables and isinstance(values, dict):
@@ -401,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config-extra",
         type=Path,
-        help="TOML tables added to the generated config; its [service], [tagging] and "
-        "[fetch] keys override the benchmark's own",
+        help="TOML tables added to the generated config; its [service], [tagging], [fetch] "
+        "and [publish] keys override the benchmark's own",
     )
     parser.add_argument(
         "--repeat",
