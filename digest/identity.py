@@ -209,15 +209,11 @@ def entry_keys(entry: ParsedEntry, source: str) -> EntryKeys:
 
 def keys_and_link(entry: ParsedEntry, source: str) -> tuple[EntryKeys, str | None]:
     """:func:`entry_keys` and the entry's canonical link, which they are computed from."""
-    guid_key = None
     guid = (entry.guid or "").strip()
-    if guid:
-        scope = "*" if _is_global_guid(guid) else f"{len(source)}:{source}"
-        guid_key = "guid:" + _hash(scope, guid)
     link = canonical_link(entry.link)
     keys = EntryKeys(
-        guid=guid_key,
-        link="link:" + _hash(link) if link else None,
+        guid=_guid_key(guid, source) if guid else None,
+        link=_link_key(link) if link else None,
         title_date=title_date_key(entry.title, entry.published.date().isoformat()),
         content_hash=_hash(entry.title, entry.summary, entry.content_html, entry.link or ""),
     )
@@ -229,10 +225,21 @@ def keys_for_ref(ref: str) -> list[str]:
     (to find a stored entry from what a user pastes)."""
     keys = []
     if link := canonical_link(ref):
-        keys.append("link:" + _hash(link))
+        keys.append(_link_key(link))
     if _is_global_guid(ref.strip()):
-        keys.append("guid:" + _hash("*", ref.strip()))
+        keys.append(_guid_key(ref.strip(), source=""))
     return keys
+
+
+def _guid_key(guid: str, source: str) -> str:
+    """A guid that looks globally unique (an http(s), tag: or urn: URI, or a long string
+    without spaces) is used as is; a short one is scoped to its source."""
+    scope = "*" if _is_global_guid(guid) else f"{len(source)}:{source}"
+    return "guid:" + _hash(scope, guid)
+
+
+def _link_key(canonical: str) -> str:
+    return "link:" + _hash(canonical)
 
 
 def title_date_key(title: str, day: str) -> str:
