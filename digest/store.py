@@ -557,10 +557,12 @@ class Store:
         if ref.isdigit():
             return self.entry(int(ref))
         keys = keys_for_ref(ref)
-        marks = ",".join("?" * len(keys))
-        for row in self._query(f"SELECT entry_id FROM entry_keys WHERE key IN ({marks})", keys):
-            if found := self.entry(row[0]):
-                return found
+        if keys:
+            marks = ",".join("?" * len(keys))
+            query = f"SELECT entry_id FROM entry_keys WHERE key IN ({marks})"
+            for row in self._query(query, keys):
+                if found := self.entry(row[0]):
+                    return found
         # A guid scoped to its source has no key to look up: the rare case that scans.
         rows = self._query(
             "SELECT * FROM entries WHERE link = ? OR canonical_link = ? OR guid = ? LIMIT 1",
