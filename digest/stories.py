@@ -40,6 +40,7 @@ import bisect
 import itertools
 import json
 import math
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -187,22 +188,29 @@ class StorySettings:
 
 @dataclass(slots=True)
 class _Stored:
-    """An entry of the window, prepared for comparison."""
+    """An entry of the window, prepared for comparison.
+
+    A window can hold tens of thousands of entries, so each keeps one dict of its words
+    (whose strings are shared with every other entry's) and nothing that can be derived.
+    """
 
     item: StoryItem
     #: seconds since the epoch
     at: float
-    #: word key -> weight factor (title, name and generic factors; no frequency yet)
-    keys: dict[str, float]
-    #: keys that can be distinctive evidence: words that are not generic (tags never are)
-    distinct: frozenset[str]
+    #: word key -> weight, in the entry's word order: the title, name and generic factors
+    #: until the entry is counted, then times the key's inverse document frequency then
+    vec: dict[str, float]
     #: normalised title for the re-post test
     title: str
     #: the story id given when the entry was added (follow merges with find)
     story: int
-    #: key -> weight x inverse document frequency when the entry was added, and its norm
-    vec: dict[str, float] = field(default_factory=dict)
+    #: the norm of ``vec`` once counted
     norm: float = 0.0
+
+
+def _distinct(key: str) -> bool:
+    """Whether a key can be distinctive evidence: a word that is not generic (tags never are)."""
+    return key not in GENERIC_KEYS and not key.startswith("#")
 
 
 def key_rank(key: str) -> tuple[int, str]:
@@ -219,21 +227,21 @@ def _prepare(item: StoryItem, story: int) -> _Stored:
         names: set[str] | frozenset[str] = title_terms.names | summary_terms.names
     else:
         title_keys, summary_keys, names = decoded
-    keys: dict[str, float] = dict.fromkeys(summary_keys, 1.0)
-    keys.update(dict.fromkeys(title_keys, TITLE_WEIGHT))
-    distinct = frozenset(keys.keys() - GENERIC_KEYS)
+    # Interned: the window's entries then share one string per word instead of one each.
+    keys: dict[str, float] = dict.fromkeys(map(sys.intern, summary_keys), 1.0)
+    keys.update(dict.fromkeys(map(sys.intern, title_keys), TITLE_WEIGHT))
     for key in keys.keys() & GENERIC_KEYS:
         keys[key] *= GENERIC_WEIGHT
-    for key in names & distinct:
-        keys[key] *= NAME_WEIGHT
+    for key in names & keys.keys():
+        if _distinct(key):
+            keys[key] *= NAME_WEIGHT
     if TAG_WEIGHT:
         for tag in item.tags:
-            keys.setdefault("#" + tag.lower(), TAG_WEIGHT)
+            keys.setdefault(sys.intern("#" + tag.lower()), TAG_WEIGHT)
     return _Stored(
         item=item,
         at=item.published.timestamp(),
-        keys=keys,
-        distinct=distinct,
+        vec=keys,
         title=" ".join(title_keys),
         story=story,
     )
@@ -314,9 +322,9 @@ class StoryIndex:
 
     def _count(self, stored: _Stored) -> None:
         self._seen += 1
-        self._df.update(stored.keys.keys())
+        self._df.update(stored.vec.keys())
         df, n, log = self._df, self._seen + 1, math.log
-        stored.vec = {k: w * log(1.0 + n / (df[k] + 1)) for k, w in stored.keys.items()}
+        stored.vec = {k: w * log(1.0 + n / (df[k] + 1)) for k, w in stored.vec.items()}
         stored.norm = math.sqrt(sum([w * w for w in stored.vec.values()]))
 
     def _insert(self, stored: _Stored, *, counted: bool = False) -> None:
@@ -324,7 +332,7 @@ class StoryIndex:
             self._count(stored)
         entry_id = stored.item.entry_id
         self._items[entry_id] = stored
-        for key in stored.distinct:
+        for key in filter(_distinct, stored.vec):
             self._postings[key].add(entry_id)
         for key in _identity_keys(stored.item):
             self._identity.setdefault(key, entry_id)
@@ -341,7 +349,7 @@ class StoryIndex:
         for stored in old:
             entry_id = stored.item.entry_id
             del self._items[entry_id]
-            for key in stored.distinct:
+            for key in filter(_distinct, stored.vec):
                 posting = self._postings[key]
                 posting.discard(entry_id)
                 if not posting:
@@ -364,9 +372,7 @@ class StoryIndex:
         """Entries sharing one of ``new``'s rarer distinctive words, with how many they share."""
         postings = self._postings
         lookup = [
-            k
-            for k in new.keys
-            if k in new.distinct and 0 < len(postings.get(k, ())) <= MAX_POSTINGS
+            k for k in new.vec if _distinct(k) and 0 < len(postings.get(k, ())) <= MAX_POSTINGS
         ]
         if len(lookup) > MAX_LOOKUP_KEYS:
             lookup.sort(key=lambda k: len(postings[k]))
@@ -395,7 +401,7 @@ class StoryIndex:
         shared = [k for k in a if k in b]
         dot = sum([a[k] * b[k] for k in shared])
         text = dot / (new.norm * old.norm) if new.norm and old.norm else 0.0
-        distinct = sum(1 for k in shared if k in new.distinct and k in old.distinct)
+        distinct = sum(1 for k in shared if _distinct(k))  # shared: in both entries
         decay = 0.5 ** (hours / self.settings.half_life_hours)
         score = text * decay
         signals = {"text": text, "distinct": float(distinct), "hours": hours, "time": decay}

@@ -419,6 +419,24 @@ def test_evict_forgets_old_entries() -> None:
     assert "not grouped" in index.explain(2) and "not grouped" not in index.explain(3)
 
 
+def test_entries_share_one_string_per_word_and_evict_leaves_no_postings() -> None:
+    """A window holds tens of thousands of entries: a word is one string for all of them."""
+    index = StoryIndex(StorySettings())
+    for entry_id, title in enumerate(["Varzaqan rescue teams", "Rescue in Varzaqan"], 1):
+        stored = encode_terms(*story_terms(title, "Mountain rescue in fog"))
+        index.add(
+            StoryItem(
+                entry_id=entry_id, source="S", published=T0, title=title, summary="", terms=stored
+            )
+        )
+    first, second = (index._items[i].vec for i in (1, 2))
+    shared = first.keys() & second.keys()
+    assert word_key("Varzaqan") in shared
+    assert all(next(k for k in second if k == key) is key for key in first if key in shared)
+    assert index.evict(T0 + timedelta(hours=1)) == 2
+    assert not index._postings and not index._identity and len(index) == 0
+
+
 def test_explain_names_the_match_and_signals() -> None:
     index = StoryIndex(StorySettings())
     index.add(item(1, "Erdogan joins Aliyev at Baku military parade", source="Reuters"))
