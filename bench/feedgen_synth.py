@@ -3,7 +3,9 @@
 Each feed is RSS 2.0, Atom 1.0 or RSS 1.0, encoded in UTF-8, windows-1251 or ISO-8859-1 (the
 encoding declared in the XML prolog), with items of a few KB of HTML, as news sites publish
 them. Generation ``g`` of a feed has ``5 * g`` newer items on top and drops as many old ones,
-which is what a re-poll of a busy feed sees.
+which is what a re-poll of a busy feed sees. Items are 23 minutes apart, from each feed's
+``start``: dates are relative to the day the benchmark runs, so its results do not drift with
+the calendar (:func:`start_time`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,23 @@ from xml.sax.saxutils import escape, quoteattr
 FORMATS = ("rss2", "atom", "rss1")
 ENCODINGS = ("utf-8", "windows-1251", "iso-8859-1")
 NEW_ITEMS_PER_GENERATION = 5
-BASE_TIME = datetime(2026, 11, 1, tzinfo=UTC)
+#: minutes between a feed's items
+ITEM_SPACING_MINUTES = 23
+
+
+def start_time(now: datetime, *, recent: bool = False) -> datetime:
+    """When the feeds' first items were published.
+
+    By default 20 days before ``now``: older than story grouping's window (72 h), so a poll's
+    index stays small, yet inside the published feeds' ``max_age_days`` (30). ``recent``
+    puts every item in the last two days, as a busy outlet's feed is: the window then holds
+    all of them.
+    """
+    now = now.astimezone(UTC).replace(second=0, microsecond=0)
+    if recent:
+        return now - timedelta(days=2)
+    return now.replace(hour=0, minute=0) - timedelta(days=20)
+
 
 _WORDS = {
     "utf-8": " ".join(
@@ -57,6 +75,8 @@ class SynthFeed:
     encoding: str
     items: int
     seed: int
+    #: when the item of serial 0 was published
+    start: datetime
 
     @property
     def path(self) -> str:
@@ -73,8 +93,12 @@ class SynthFeed:
         return f"{media}; charset={self.encoding}" if self.index % 2 else "application/xml"
 
 
-def feed_plan(count: int, items_min: int, items_max: int, seed: int = 1) -> list[SynthFeed]:
-    """Return ``count`` feed recipes: formats in turn, mostly UTF-8, some legacy encodings."""
+def feed_plan(
+    count: int, items_min: int, items_max: int, seed: int = 1, start: datetime | None = None
+) -> list[SynthFeed]:
+    """Return ``count`` feed recipes: formats in turn, mostly UTF-8, some legacy encodings;
+    their items date from ``start`` (default :func:`start_time` of now)."""
+    start = start or start_time(datetime.now(UTC))
     rng = random.Random(seed)
     plan = []
     for index in range(count):
@@ -87,6 +111,7 @@ def feed_plan(count: int, items_min: int, items_max: int, seed: int = 1) -> list
                 encoding=encoding,
                 items=rng.randint(items_min, items_max),
                 seed=seed,
+                start=start,
             )
         )
     return plan
@@ -120,7 +145,8 @@ def _item(feed: SynthFeed, serial: int, base_url: str) -> _Item:
         link=link,
         guid=f"synth-{feed.seed}-{feed.index}-{serial}",
         html="\n".join(paragraphs),
-        published=BASE_TIME + timedelta(minutes=23 * serial, seconds=feed.index % 60),
+        published=feed.start
+        + timedelta(minutes=ITEM_SPACING_MINUTES * serial, seconds=feed.index % 60),
     )
 
 

@@ -36,7 +36,7 @@ import threading
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -80,8 +80,10 @@ class FeedServer(CountingServer):
 
     def set_generation(self, generation: int) -> int:
         """Render every feed at ``generation``; return the total size in bytes."""
-        # A fixed clock per generation, so Last-Modified moves exactly when the content does.
-        moment = synth.BASE_TIME + timedelta(days=10, hours=generation)
+        # A fixed clock per generation, so Last-Modified moves exactly when the content does;
+        # after the newest item, and not in the future however recent the items are.
+        start = next(iter(self.plan.values())).start
+        moment = start + timedelta(hours=41 + generation)
         modified = formatdate(moment.timestamp(), usegmt=True)
         bodies = {}
         for path, feed in self.plan.items():
@@ -413,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="run c and d this many times each, from the state b left; the median is judged (1)",
     )
+    parser.add_argument(
+        "--recent",
+        action="store_true",
+        help="date every item within the last two days (default: 20 days ago), so that story "
+        "grouping's window holds all of them, as with busy outlets",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--baseline-child", metavar="URL_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -436,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, phases: list[str], workdir: Path) -> int:
-    plan = synth.feed_plan(args.feeds, args.items_min, args.items_max, args.seed)
+    start = synth.start_time(datetime.now(UTC), recent=args.recent)
+    plan = synth.feed_plan(args.feeds, args.items_min, args.items_max, args.seed, start)
     results: dict[str, Result] = {}
     after_b = workdir / "state-after-b"
     # An installed package comes byte-compiled; an editable checkout only once Python has
@@ -456,6 +465,8 @@ def _run(args: argparse.Namespace, phases: list[str], workdir: Path) -> int:
             f"{size / MIB:.1f} MiB of XML, served from {server.base_url}"
         )
         print("  " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        span = "the last two days (--recent)" if args.recent else "20 days ago"
+        print(f"  items dated from {start:%Y-%m-%d %H:%M} UTC, {span}")
         print(f"  {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, workdir {workdir}")
         digest_cmd = [
             sys.executable,
