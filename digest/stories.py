@@ -197,8 +197,8 @@ class _Stored:
     item: StoryItem
     #: seconds since the epoch
     at: float
-    #: word key -> weight, in the entry's word order: the title, name and generic factors
-    #: until the entry is counted, then times the key's inverse document frequency then
+    #: word key -> weight, in the entry's word order: the title, name and generic factors,
+    #: multiplied by the key's inverse document frequency when the entry is counted
     vec: dict[str, float]
     #: normalised title for the re-post test
     title: str
