@@ -2,7 +2,8 @@
 
 Run by hand: ``.venv/bin/python bench/stories.py``. Prints the cost per new entry with
 10,000 and with 100,000 entries stored in the window, and their ratio: the candidate search
-skips common words, so the cost per entry should stay roughly flat as the window grows.
+skips common words, so the cost per entry should stay roughly flat as the window grows. Also
+prints the memory the loaded window takes (RSS growth), which a service holds all the time.
 Figures are only comparable within one run on one machine.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 # Run as a script: import the package from the repository, not a bench/ module of the same name.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402
 
 from digest.stories import StoryIndex, StoryItem, StorySettings  # noqa: E402
 
@@ -73,22 +76,26 @@ class Corpus:
         return out
 
 
-def run(stored: int, new: int, seed: int) -> tuple[float, int]:
-    """Seconds per new entry with ``stored`` entries in the window, and how many joined."""
+def run(stored: int, new: int, seed: int) -> tuple[float, int, float]:
+    """Seconds per new entry with ``stored`` entries in the window, how many joined, and the
+    MiB the loaded window added to the process."""
     corpus = Corpus(seed)
     settings = StorySettings()
     now = START + timedelta(days=30)
     old = corpus.items(stored, 1, settings.window_hours - 4, now - timedelta(hours=4))
     fresh = corpus.items(new, stored + 1, 4, now)
+    gc.collect()
+    before = psutil.Process().memory_info().rss
     index = StoryIndex(settings)
     index.load((item, item.entry_id) for item in old)
     gc.collect()
+    window_mib = (psutil.Process().memory_info().rss - before) / 2**20
     gc.freeze()
     started = time.process_time()
     joined = sum(index.add(item).joined for item in fresh)
     elapsed = time.process_time() - started
     gc.unfreeze()
-    return elapsed / new, joined
+    return elapsed / new, joined, window_mib
 
 
 def main() -> None:
@@ -96,11 +103,14 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    small, joined_small = run(10_000, args.new, args.seed)
-    large, joined_large = run(100_000, args.new, args.seed)
-    print(f"{args.new} new entries, CPU time per entry:")
-    print(f"  10,000 stored:  {small * 1e6:8.1f} us  ({joined_small} joined a story)")
-    print(f"  100,000 stored: {large * 1e6:8.1f} us  ({joined_large} joined a story)")
+    small, joined_small, mib_small = run(10_000, args.new, args.seed)
+    large, joined_large, mib_large = run(100_000, args.new, args.seed)
+    print(f"{args.new} new entries, CPU time per entry, and the memory the window takes:")
+    for label, cost, joined, mib in (
+        ("10,000 stored: ", small, joined_small, mib_small),
+        ("100,000 stored:", large, joined_large, mib_large),
+    ):
+        print(f"  {label} {cost * 1e6:8.1f} us  ({joined} joined a story); window {mib:.0f} MiB")
     print(f"  total for {args.new} against 100,000: {large * args.new:.2f} s")
     print(f"  ratio 100k/10k: {large / small:.2f} (window 10x larger)")
 
