@@ -98,7 +98,7 @@ def feed_plan(
 ) -> list[SynthFeed]:
     """Return ``count`` feed recipes: formats in turn, mostly UTF-8, some legacy encodings;
     their items date from ``start`` (default :func:`start_time` of now)."""
-    start = start or start_time(datetime.now(UTC))
+    start = start if start is not None else start_time(datetime.now(UTC))
     rng = random.Random(seed)
     plan = []
     for index in range(count):
