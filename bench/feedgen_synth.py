@@ -21,20 +21,22 @@ ENCODINGS = ("utf-8", "windows-1251", "iso-8859-1")
 NEW_ITEMS_PER_GENERATION = 5
 #: minutes between a feed's items
 ITEM_SPACING_MINUTES = 23
+#: how long before the run the feeds start: by default, and with ``recent``
+AGE_DAYS, RECENT_AGE_DAYS = 20, 2
 
 
 def start_time(now: datetime, *, recent: bool = False) -> datetime:
     """When the feeds' first items were published.
 
-    By default 20 days before ``now``: older than story grouping's window (72 h), so a poll's
-    index stays small, yet inside the published feeds' ``max_age_days`` (30). ``recent``
-    puts every item in the last two days, as a busy outlet's feed is: the window then holds
-    all of them.
+    By default :data:`AGE_DAYS` before ``now``: older than story grouping's window (72 h),
+    so a poll's index stays small, yet inside the published feeds' ``max_age_days`` (30).
+    ``recent`` puts every item in the last :data:`RECENT_AGE_DAYS`, as a busy outlet's feed
+    is: the window then holds all of them.
     """
     now = now.astimezone(UTC).replace(second=0, microsecond=0)
     if recent:
-        return now - timedelta(days=2)
-    return now.replace(hour=0, minute=0) - timedelta(days=20)
+        return now - timedelta(days=RECENT_AGE_DAYS)
+    return now.replace(hour=0, minute=0) - timedelta(days=AGE_DAYS)
 
 
 _WORDS = {

@@ -418,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recent",
         action="store_true",
-        help="date every item within the last two days (default: 20 days ago), so that story "
-        "grouping's window holds all of them, as with busy outlets",
+        help=f"date every item within the last {synth.RECENT_AGE_DAYS} days (default: from "
+        f"{synth.AGE_DAYS} days ago), so that story grouping's window holds all of them, as "
+        "with busy outlets",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--baseline-child", metavar="URL_FILE", help=argparse.SUPPRESS)
@@ -465,8 +466,8 @@ def _run(args: argparse.Namespace, phases: list[str], workdir: Path) -> int:
             f"{size / MIB:.1f} MiB of XML, served from {server.base_url}"
         )
         print("  " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-        span = "the last two days (--recent)" if args.recent else "20 days ago"
-        print(f"  items dated from {start:%Y-%m-%d %H:%M} UTC, {span}")
+        recent = " (--recent)" if args.recent else ""
+        print(f"  items dated from {start:%Y-%m-%d %H:%M} UTC{recent}")
         print(f"  {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, workdir {workdir}")
         digest_cmd = [
             sys.executable,
