@@ -27,7 +27,6 @@ from digest.models import Entry, Story
 from digest.periods import DigestListSettings, Period, parse_address
 from digest.publish import clean_url
 
-PACKAGED_TEMPLATES = digest.TEMPLATES
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 SUMMARY_LIMIT = 300
@@ -280,7 +279,7 @@ def environment(templates_dir: Path | None) -> jinja2.Environment:
 
 @functools.lru_cache(maxsize=8)
 def _environment(templates_dir: Path | None, names: tuple[str, ...]) -> jinja2.Environment:
-    packaged = jinja2.FileSystemLoader(PACKAGED_TEMPLATES)
+    packaged = jinja2.FileSystemLoader(digest.TEMPLATES)
     loaders: list[jinja2.BaseLoader] = [
         packaged,
         jinja2.PrefixLoader({"default": packaged}, delimiter=":"),

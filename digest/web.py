@@ -41,7 +41,6 @@ StoriesFn = Callable[[str | None], Sequence[Story]]
 HealthFn = Callable[[], tuple[int, dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PACKAGED_TEMPLATES = digest.TEMPLATES
 INDEX_TEMPLATE = "index.html.j2"
 
 CONTENT_SECURITY_POLICY = (
@@ -304,7 +303,7 @@ def _file_handler(path: Path, media_type: str) -> Handler:
 
 
 def _environment(templates_dir: Path | None) -> jinja2.Environment:
-    packaged = jinja2.FileSystemLoader(PACKAGED_TEMPLATES)
+    packaged = jinja2.FileSystemLoader(digest.TEMPLATES)
     loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"default": packaged}, delimiter=":")]
     if templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(templates_dir))
@@ -342,15 +341,13 @@ def make_app(
     try:
         template = env.get_template(INDEX_TEMPLATE)
     except jinja2.TemplateError as exc:
-        where = (
-            f"{templates_dir} or {PACKAGED_TEMPLATES}" if templates_dir else str(PACKAGED_TEMPLATES)
-        )
+        where = f"{templates_dir} or {digest.TEMPLATES}" if templates_dir else str(digest.TEMPLATES)
         raise ServiceError(
             f"cannot load the page template {INDEX_TEMPLATE} from {where}: {exc}; fix the "
             "template or remove the override"
         ) from exc
     now = clock or (lambda: datetime.now(UTC))
-    static_dirs = [d / "static" for d in (templates_dir, PACKAGED_TEMPLATES) if d is not None]
+    static_dirs = [d / "static" for d in (templates_dir, digest.TEMPLATES) if d is not None]
 
     async def index(request: web.Request) -> web.StreamResponse:
         tag = clean_text(request.query.get("tag")) or None

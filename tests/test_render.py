@@ -10,11 +10,11 @@ import jinja2
 import jinja2.meta
 import pytest
 
+import digest
 from digest.errors import TemplateError
 from digest.models import Entry, Story
 from digest.periods import DigestListSettings, period_for
 from digest.render import (
-    PACKAGED_TEMPLATES,
     DigestContext,
     build_context,
     context_fields,
@@ -210,7 +210,7 @@ def test_templates_receive_exactly_the_documented_fields() -> None:
 @pytest.mark.parametrize("name", ["digest.html.j2", "digest.txt.j2"])
 def test_packaged_templates_use_only_documented_variables(name: str) -> None:
     env = jinja2.Environment()
-    source = (PACKAGED_TEMPLATES / name).read_text()
+    source = (digest.TEMPLATES / name).read_text()
     # the loop variable of the scoped per-story block counts as free inside that block
     used = jinja2.meta.find_undeclared_variables(env.parse(source)) - {"story"}
     documented = {n for n in context_fields() if "." not in n}
